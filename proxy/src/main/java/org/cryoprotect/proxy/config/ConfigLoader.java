@@ -1,0 +1,261 @@
+package org.cryoprotect.proxy.config;
+
+import com.fasterxml.jackson.core.JsonProcessingException;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import com.fasterxml.jackson.dataformat.yaml.YAMLFactory;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.Set;
+import java.util.TreeMap;
+import org.cryoprotect.proxy.config.ProxyConfig.Auth;
+import org.cryoprotect.proxy.config.ProxyConfig.AuthType;
+import org.cryoprotect.proxy.config.ProxyConfig.ClientTls;
+import org.cryoprotect.proxy.config.ProxyConfig.ClientTlsMode;
+import org.cryoprotect.proxy.config.ProxyConfig.Database;
+import org.cryoprotect.proxy.config.ProxyConfig.Endpoint;
+import org.cryoprotect.proxy.config.ProxyConfig.Limits;
+import org.cryoprotect.proxy.config.ProxyConfig.Pool;
+import org.cryoprotect.proxy.config.ProxyConfig.PoolMode;
+import org.cryoprotect.proxy.config.ProxyConfig.ServerTls;
+import org.cryoprotect.proxy.config.ProxyConfig.ServerTlsMode;
+
+/**
+ * Reads the YAML file, applies {@code CRYOPROXY_*} environment overrides, validates everything and
+ * returns an immutable {@link ProxyConfig}. Every failure is a {@link ConfigException} naming the
+ * key.
+ *
+ * <p>Overrides: {@code CRYOPROXY_} followed by the key path with {@code __} between levels, e.g.
+ * {@code CRYOPROXY_LISTEN__PORT=7432} or {@code CRYOPROXY_DATABASES__APP__PRIMARY__HOST=db}. A
+ * double underscore is needed because key names themselves contain single underscores.
+ */
+public final class ConfigLoader {
+  static final String ENV_PREFIX = "CRYOPROXY_";
+  private static final Set<String> TOP_LEVEL =
+      Set.of("listen", "admin", "auth", "pool", "limits", "tls", "databases");
+  private static final ObjectMapper YAML = new ObjectMapper(new YAMLFactory());
+
+  private ConfigLoader() {}
+
+  public static ProxyConfig load(Path file) throws ConfigException {
+    return load(file, System.getenv());
+  }
+
+  public static ProxyConfig load(Path file, Map<String, String> env) throws ConfigException {
+    JsonNode root;
+    try {
+      root = YAML.readTree(Files.readString(file));
+    } catch (JsonProcessingException e) {
+      throw new ConfigException("", "invalid YAML in " + file + ": " + e.getOriginalMessage());
+    } catch (IOException e) {
+      throw new ConfigException("", "cannot read " + file + ": " + e.getMessage());
+    }
+    if (root == null || root.isMissingNode() || root.isNull()) {
+      root = YAML.createObjectNode();
+    }
+    if (!root.isObject()) {
+      throw new ConfigException("", file + " must contain a YAML mapping");
+    }
+    applyEnvironment((ObjectNode) root, env);
+    Path baseDir = file.toAbsolutePath().getParent();
+    return build(new ConfigNode("", root, baseDir));
+  }
+
+  static void applyEnvironment(ObjectNode root, Map<String, String> env) throws ConfigException {
+    // Sorted so that overrides apply in a stable order whatever the map's iteration order.
+    for (Map.Entry<String, String> e : new TreeMap<>(env).entrySet()) {
+      if (!e.getKey().startsWith(ENV_PREFIX)) {
+        continue;
+      }
+      String[] path =
+          e.getKey().substring(ENV_PREFIX.length()).toLowerCase(Locale.ROOT).split("__");
+      if (!TOP_LEVEL.contains(path[0])) {
+        continue; // CRYOPROXY_OPTS and friends belong to the launch script, not to the config
+      }
+      JsonNode at = root;
+      for (int i = 0; i < path.length - 1; i++) {
+        at = descend(at, path[i], path[i + 1], e.getKey());
+      }
+      String leaf = path[path.length - 1];
+      if (at instanceof ObjectNode object) {
+        object.put(leaf, e.getValue());
+      } else if (at instanceof ArrayNode array && leaf.matches("\\d+")) {
+        setIndex(array, Integer.parseInt(leaf), YAML.getNodeFactory().textNode(e.getValue()));
+      } else {
+        throw new ConfigException(e.getKey(), "does not name a configuration key");
+      }
+    }
+  }
+
+  private static JsonNode descend(JsonNode at, String segment, String next, String variable)
+      throws ConfigException {
+    boolean nextIsIndex = next.matches("\\d+");
+    if (at instanceof ObjectNode object) {
+      JsonNode child = object.get(segment);
+      if (child == null || child.isNull() || child.isValueNode()) {
+        child = nextIsIndex ? object.putArray(segment) : object.putObject(segment);
+      }
+      return child;
+    }
+    if (at instanceof ArrayNode array && segment.matches("\\d+")) {
+      int index = Integer.parseInt(segment);
+      JsonNode child = index < array.size() ? array.get(index) : null;
+      if (child == null || !child.isContainerNode()) {
+        child = nextIsIndex ? YAML.createArrayNode() : YAML.createObjectNode();
+        setIndex(array, index, child);
+      }
+      return child;
+    }
+    throw new ConfigException(variable, "does not name a configuration key");
+  }
+
+  private static void setIndex(ArrayNode array, int index, JsonNode value) {
+    while (array.size() <= index) {
+      array.addNull();
+    }
+    array.set(index, value);
+  }
+
+  private static ProxyConfig build(ConfigNode root) throws ConfigException {
+    Endpoint listen = endpoint(root.child("listen"), "127.0.0.1", 6432);
+    Endpoint admin = endpoint(root.child("admin"), "127.0.0.1", 9187);
+    Auth auth = auth(root.child("auth"));
+    Pool pool = pool(root.child("pool"));
+    Limits limits = limits(root.child("limits"));
+    ConfigNode tls = root.child("tls");
+    ClientTls clientTls = clientTls(tls.child("client"));
+    ServerTls serverTls = serverTls(tls.child("server"));
+    tls.rejectUnknownKeys();
+    Map<String, Database> databases = databases(root.child("databases"));
+    root.rejectUnknownKeys();
+    return new ProxyConfig(listen, admin, auth, pool, limits, clientTls, serverTls, databases);
+  }
+
+  private static Endpoint endpoint(ConfigNode node, String host, int port) throws ConfigException {
+    Endpoint endpoint =
+        new Endpoint(node.string("host", host), node.integer("port", port, 0, 65535));
+    node.rejectUnknownKeys();
+    return endpoint;
+  }
+
+  private static Auth auth(ConfigNode node) throws ConfigException {
+    AuthType type = node.choice("type", AuthType.class, AuthType.TRUST);
+    List<String> adminUsers = new ArrayList<>();
+    for (String user : node.string("admin_users", "").split(",")) {
+      if (!user.isBlank()) {
+        adminUsers.add(user.trim());
+      }
+    }
+    Auth auth =
+        new Auth(
+            type,
+            node.file("users_file"),
+            node.string("auth_query", null),
+            node.string("auth_user", null),
+            node.string("auth_password", null),
+            List.copyOf(adminUsers));
+    if (type != AuthType.TRUST && auth.usersFile() == null && auth.authQuery() == null) {
+      throw new ConfigException(
+          node.key("type"), type + " needs auth.users_file or auth.auth_query to find secrets");
+    }
+    if (auth.authQuery() != null && auth.authUser() == null) {
+      throw new ConfigException(node.key("auth_user"), "is required with auth.auth_query");
+    }
+    node.rejectUnknownKeys();
+    return auth;
+  }
+
+  private static Pool pool(ConfigNode node) throws ConfigException {
+    PoolMode mode = node.choice("mode", PoolMode.class, PoolMode.SESSION);
+    if (mode == PoolMode.TRANSACTION) {
+      // Refusing is honest: accepting it and relaying in session mode would hide the difference.
+      throw new ConfigException(
+          node.key("mode"), "transaction pooling is not available yet; use session");
+    }
+    Pool pool = new Pool(mode, node.integer("size", 20, 1, 10_000));
+    node.rejectUnknownKeys();
+    return pool;
+  }
+
+  private static Limits limits(ConfigNode node) throws ConfigException {
+    Limits limits =
+        new Limits(
+            node.integer("max_client_connections", 10_000, 1, 1_000_000),
+            node.integer("max_message_size", 64 << 20, 1024, Integer.MAX_VALUE - 8),
+            node.duration("client_login_timeout", Duration.ofSeconds(15)),
+            node.duration("server_connect_timeout", Duration.ofSeconds(5)),
+            node.duration("shutdown_timeout", Duration.ofSeconds(30)));
+    node.rejectUnknownKeys();
+    return limits;
+  }
+
+  private static ClientTls clientTls(ConfigNode node) throws ConfigException {
+    ClientTls tls =
+        new ClientTls(
+            node.choice("mode", ClientTlsMode.class, ClientTlsMode.DISABLE),
+            node.file("cert_file"),
+            node.file("key_file"));
+    if (tls.mode() != ClientTlsMode.DISABLE && (tls.certFile() == null || tls.keyFile() == null)) {
+      throw new ConfigException(
+          node.key(tls.certFile() == null ? "cert_file" : "key_file"),
+          "is required when tls.client.mode is " + tls.mode().name().toLowerCase(Locale.ROOT));
+    }
+    node.rejectUnknownKeys();
+    return tls;
+  }
+
+  private static ServerTls serverTls(ConfigNode node) throws ConfigException {
+    ServerTls tls =
+        new ServerTls(
+            node.choice("mode", ServerTlsMode.class, ServerTlsMode.DISABLE), node.file("ca_file"));
+    boolean verifies =
+        tls.mode() == ServerTlsMode.VERIFY_CA || tls.mode() == ServerTlsMode.VERIFY_FULL;
+    if (verifies && tls.caFile() == null) {
+      throw new ConfigException(node.key("ca_file"), "is required to verify the server");
+    }
+    node.rejectUnknownKeys();
+    return tls;
+  }
+
+  private static Map<String, Database> databases(ConfigNode node) throws ConfigException {
+    Map<String, Database> databases = new LinkedHashMap<>();
+    for (String name : node.fieldNames()) {
+      ConfigNode db = node.child(name);
+      ConfigNode primaryNode = db.child("primary");
+      if (!db.has("primary")) {
+        throw new ConfigException(db.key("primary"), "is required");
+      }
+      primaryNode.requiredString("host");
+      Endpoint primary = endpoint(primaryNode, null, 5432);
+      List<Endpoint> replicas = new ArrayList<>();
+      for (ConfigNode replica : db.list("replicas")) {
+        replica.requiredString("host");
+        replicas.add(endpoint(replica, null, 5432));
+      }
+      databases.put(
+          name,
+          new Database(
+              name,
+              db.string("dbname", name),
+              primary,
+              List.copyOf(replicas),
+              db.string("user", null),
+              db.string("password", null)));
+      db.rejectUnknownKeys();
+    }
+    if (databases.isEmpty()) {
+      throw new ConfigException("databases", "at least one database is required");
+    }
+    return Collections.unmodifiableMap(databases);
+  }
+}

@@ -1,0 +1,119 @@
+package org.cryoprotect.proxy.config;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.Map;
+import org.cryoprotect.proxy.config.ProxyConfig.AuthType;
+import org.cryoprotect.proxy.config.ProxyConfig.Endpoint;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+class ConfigLoaderTest {
+  @TempDir Path dir;
+
+  private Path write(String yaml) throws IOException {
+    Path file = dir.resolve("cryoproxy.yaml");
+    Files.writeString(file, yaml);
+    return file;
+  }
+
+  private static final String MINIMAL =
+      """
+      databases:
+        app:
+          primary: { host: db.internal }
+      """;
+
+  @Test
+  void minimalConfigGetsDefaults() throws Exception {
+    ProxyConfig config = ConfigLoader.load(write(MINIMAL), Map.of());
+    assertThat(config.listen()).isEqualTo(new Endpoint("127.0.0.1", 6432));
+    assertThat(config.auth().type()).isEqualTo(AuthType.TRUST);
+    assertThat(config.databases().get("app").dbname()).isEqualTo("app");
+    assertThat(config.databases().get("app").primary())
+        .isEqualTo(new Endpoint("db.internal", 5432));
+    assertThat(config.limits().clientLoginTimeout()).isEqualTo(Duration.ofSeconds(15));
+  }
+
+  @Test
+  void exampleFileShippedWithTheJarIsValid() throws Exception {
+    Path example = Path.of("src/main/resources/cryoproxy.example.yaml");
+    Path copy = dir.resolve("example.yaml");
+    Files.copy(example, copy);
+    Files.writeString(dir.resolve("userlist.txt"), "\"app\" \"secret\"\n");
+    ProxyConfig config = ConfigLoader.load(copy, Map.of());
+    assertThat(config.databases()).containsKey("app");
+  }
+
+  @Test
+  void unknownKeyIsNamed() throws IOException {
+    Path file = write(MINIMAL + "    replica: []\n");
+    assertThatThrownBy(() -> ConfigLoader.load(file, Map.of()))
+        .isInstanceOf(ConfigException.class)
+        .hasMessage("databases.app.replica: unknown key");
+  }
+
+  @Test
+  void badValuesNameTheirKey() throws IOException {
+    assertThatThrownBy(
+            () -> ConfigLoader.load(write(MINIMAL + "listen: { port: abc }\n"), Map.of()))
+        .hasMessageStartingWith("listen.port: expected an integer");
+    assertThatThrownBy(
+            () ->
+                ConfigLoader.load(
+                    write(MINIMAL + "limits: { client_login_timeout: soon }\n"), Map.of()))
+        .hasMessageStartingWith("limits.client_login_timeout: expected a duration");
+    assertThatThrownBy(
+            () -> ConfigLoader.load(write(MINIMAL + "auth: { type: kerberos }\n"), Map.of()))
+        .hasMessage("auth.type: 'kerberos' is not one of trust, md5, scram-sha-256");
+    assertThatThrownBy(() -> ConfigLoader.load(write(MINIMAL + "auth: { type: md5 }\n"), Map.of()))
+        .hasMessageStartingWith("auth.type:");
+    assertThatThrownBy(
+            () ->
+                ConfigLoader.load(
+                    write(MINIMAL + "tls: { client: { mode: require, key_file: nope.key } }\n"),
+                    Map.of()))
+        .hasMessageStartingWith("tls.client.key_file: cannot read file");
+    assertThatThrownBy(() -> ConfigLoader.load(write("databases: {}\n"), Map.of()))
+        .hasMessageStartingWith("databases: at least one");
+    assertThatThrownBy(
+            () -> ConfigLoader.load(write("databases:\n  app: { dbname: x }\n"), Map.of()))
+        .hasMessage("databases.app.primary: is required");
+  }
+
+  @Test
+  void environmentOverridesKeysWithDoubleUnderscores() throws Exception {
+    ProxyConfig config =
+        ConfigLoader.load(
+            write(MINIMAL),
+            Map.of(
+                "CRYOPROXY_LISTEN__PORT", "7432",
+                "CRYOPROXY_LIMITS__MAX_MESSAGE_SIZE", "4096",
+                "CRYOPROXY_DATABASES__APP__PRIMARY__HOST", "10.0.0.5",
+                "CRYOPROXY_DATABASES__APP__REPLICAS__0__HOST", "10.0.0.6",
+                "CRYOPROXY_OPTS", "-Xmx1g"));
+    assertThat(config.listen().port()).isEqualTo(7432);
+    assertThat(config.limits().maxMessageSize()).isEqualTo(4096);
+    assertThat(config.databases().get("app").primary().host()).isEqualTo("10.0.0.5");
+    assertThat(config.databases().get("app").replicas())
+        .containsExactly(new Endpoint("10.0.0.6", 5432));
+  }
+
+  @Test
+  void environmentOverrideWithTypoIsNamed() throws IOException {
+    Path file = write(MINIMAL);
+    assertThatThrownBy(() -> ConfigLoader.load(file, Map.of("CRYOPROXY_LISTEN__PROT", "1")))
+        .hasMessage("listen.prot: unknown key");
+  }
+
+  @Test
+  void invalidYamlIsReported() throws IOException {
+    assertThatThrownBy(() -> ConfigLoader.load(write("listen: [\n"), Map.of()))
+        .hasMessageContaining("invalid YAML");
+  }
+}
