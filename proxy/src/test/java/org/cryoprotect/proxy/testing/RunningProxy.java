@@ -1,0 +1,82 @@
+package org.cryoprotect.proxy.testing;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.sql.Connection;
+import java.sql.DriverManager;
+import java.sql.SQLException;
+import java.time.Duration;
+import java.util.Map;
+import java.util.Properties;
+import org.cryoprotect.proxy.ProxyServer;
+import org.cryoprotect.proxy.config.ConfigLoader;
+import org.cryoprotect.proxy.config.ProxyConfig;
+
+/** An in-process proxy started from YAML text, on an ephemeral port. */
+public final class RunningProxy implements AutoCloseable {
+  private final ProxyServer server;
+  private final Path dir;
+
+  private RunningProxy(ProxyServer server, Path dir) {
+    this.server = server;
+    this.dir = dir;
+  }
+
+  /** {@code yaml} should leave {@code listen} out (an ephemeral loopback port is used). */
+  public static RunningProxy start(String yaml) throws Exception {
+    Path dir = Files.createTempDirectory("cryoproxy-test");
+    Path file = dir.resolve("cryoproxy.yaml");
+    Files.writeString(file, "listen: { host: 127.0.0.1, port: 0 }\n" + yaml);
+    ProxyConfig config = ConfigLoader.load(file, Map.of());
+    return new RunningProxy(ProxyServer.start(config), dir);
+  }
+
+  /** A config mapping database {@code name} to {@code dbname} on the given node, trust auth. */
+  public static String database(String name, String dbname, String host, int port) {
+    return "databases:\n  "
+        + name
+        + ":\n    dbname: "
+        + dbname
+        + "\n    primary: { host: "
+        + host
+        + ", port: "
+        + port
+        + " }\n";
+  }
+
+  public ProxyServer server() {
+    return server;
+  }
+
+  public int port() {
+    return server.address().getPort();
+  }
+
+  public String jdbcUrl(String database) {
+    return "jdbc:postgresql://127.0.0.1:" + port() + "/" + database;
+  }
+
+  public Connection connect(String database, String user, String password, String... options)
+      throws SQLException {
+    Properties props = new Properties();
+    props.setProperty("user", user);
+    if (password != null) {
+      props.setProperty("password", password);
+    }
+    props.setProperty("connectTimeout", "10");
+    for (int i = 0; i + 1 < options.length; i += 2) {
+      props.setProperty(options[i], options[i + 1]);
+    }
+    return DriverManager.getConnection(jdbcUrl(database), props);
+  }
+
+  @Override
+  public void close() {
+    server.shutdown(Duration.ofSeconds(1));
+    try (var files = Files.walk(dir)) {
+      files.sorted(java.util.Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
+    } catch (Exception ignored) {
+      // a temp dir left behind is harmless
+    }
+  }
+}
