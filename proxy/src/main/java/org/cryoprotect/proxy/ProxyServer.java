@@ -1,0 +1,183 @@
+package org.cryoprotect.proxy;
+
+import io.netty.bootstrap.ServerBootstrap;
+import io.netty.buffer.ByteBuf;
+import io.netty.channel.Channel;
+import io.netty.channel.ChannelFutureListener;
+import io.netty.channel.ChannelInitializer;
+import io.netty.channel.ChannelOption;
+import io.netty.channel.EventLoopGroup;
+import io.netty.channel.group.ChannelGroup;
+import io.netty.channel.group.DefaultChannelGroup;
+import io.netty.channel.socket.SocketChannel;
+import io.netty.handler.ssl.SslContext;
+import io.netty.handler.ssl.SslContextBuilder;
+import io.netty.util.concurrent.DefaultThreadFactory;
+import io.netty.util.concurrent.GlobalEventExecutor;
+import java.net.InetSocketAddress;
+import java.time.Duration;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+import org.cryoprotect.proxy.backend.ServerConnector;
+import org.cryoprotect.proxy.backend.ServerTlsContext;
+import org.cryoprotect.proxy.config.ProxyConfig;
+import org.cryoprotect.proxy.config.ProxyConfig.ClientTlsMode;
+import org.cryoprotect.proxy.frontend.CancelRegistry;
+import org.cryoprotect.proxy.frontend.ClientSecrets;
+import org.cryoprotect.proxy.frontend.ClientStartupHandler;
+import org.cryoprotect.proxy.frontend.Frontend;
+import org.cryoprotect.proxy.protocol.SqlState;
+import org.cryoprotect.proxy.protocol.StartupDecoder;
+import org.cryoprotect.proxy.protocol.backend.ErrorResponse;
+import org.cryoprotect.proxy.protocol.backend.ErrorResponse.Severity;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * A running proxy: the listener, the event loops, the control-plane threads. {@link #shutdown}
+ * stops accepting, lets sessions finish up to a deadline, then ends the rest with 57P01.
+ */
+public final class ProxyServer implements AutoCloseable {
+  private static final Logger log = LoggerFactory.getLogger(ProxyServer.class);
+
+  private final ProxyConfig config;
+  private final Transport transport;
+  private final EventLoopGroup acceptor;
+  private final EventLoopGroup workers;
+  private final ExecutorService controlPlane;
+  private final Frontend frontend;
+  private final Channel listener;
+  private final CountDownLatch terminated = new CountDownLatch(1);
+
+  private ProxyServer(ProxyConfig config) throws Exception {
+    this.config = config;
+    this.transport = Transport.best();
+    this.acceptor = transport.newGroup(1, new DefaultThreadFactory("cryoproxy-accept"));
+    this.workers =
+        transport.newGroup(
+            Runtime.getRuntime().availableProcessors(), new DefaultThreadFactory("cryoproxy-io"));
+    this.controlPlane =
+        Executors.newFixedThreadPool(2, new DefaultThreadFactory("cryoproxy-control", true));
+    try {
+      ChannelGroup clients = new DefaultChannelGroup("clients", GlobalEventExecutor.INSTANCE);
+      this.frontend =
+          new Frontend(
+              config,
+              clientTls(config),
+              new ServerConnector(
+                  transport,
+                  new ServerTlsContext(config.serverTls()),
+                  config.limits().serverConnectTimeout()),
+              new CancelRegistry(),
+              new ClientSecrets(config.auth(), config.serverTls(), controlPlane),
+              clients,
+              new AtomicInteger());
+      this.listener =
+          new ServerBootstrap()
+              .group(acceptor, workers)
+              .channel(transport.serverChannel())
+              .option(ChannelOption.SO_BACKLOG, 4096)
+              .childOption(ChannelOption.TCP_NODELAY, true)
+              .childOption(ChannelOption.SO_KEEPALIVE, true)
+              .childOption(ChannelOption.AUTO_READ, false)
+              .childHandler(
+                  new ChannelInitializer<SocketChannel>() {
+                    @Override
+                    protected void initChannel(SocketChannel ch) {
+                      clients.add(ch);
+                      ch.pipeline()
+                          .addLast("startup", new StartupDecoder())
+                          .addLast("phase", new ClientStartupHandler(frontend));
+                    }
+                  })
+              .bind(config.listen().host(), config.listen().port())
+              .sync()
+              .channel();
+    } catch (Exception e) {
+      releaseResources();
+      throw e;
+    }
+    log.info(
+        "listening on {} ({} transport, {} databases)",
+        address(),
+        transport.name(),
+        config.databases().size());
+  }
+
+  public static ProxyServer start(ProxyConfig config) throws Exception {
+    return new ProxyServer(config);
+  }
+
+  private static SslContext clientTls(ProxyConfig config) throws Exception {
+    if (config.clientTls().mode() == ClientTlsMode.DISABLE) {
+      return null;
+    }
+    return SslContextBuilder.forServer(
+            config.clientTls().certFile().toFile(), config.clientTls().keyFile().toFile())
+        .protocols("TLSv1.3", "TLSv1.2")
+        .build();
+  }
+
+  public InetSocketAddress address() {
+    return (InetSocketAddress) listener.localAddress();
+  }
+
+  public ProxyConfig config() {
+    return config;
+  }
+
+  /** Clients that completed login and are connected now. */
+  public int clientCount() {
+    return frontend.loggedIn().get();
+  }
+
+  public void shutdown(Duration timeout) {
+    if (terminated.getCount() == 0) {
+      return;
+    }
+    log.info(
+        "shutting down: waiting up to {} ms for {} clients", timeout.toMillis(), clientCount());
+    listener.close().syncUninterruptibly();
+    long deadline = System.nanoTime() + timeout.toNanos();
+    while (!frontend.clients().isEmpty() && System.nanoTime() < deadline) {
+      try {
+        Thread.sleep(50);
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        break;
+      }
+    }
+    for (Channel client : frontend.clients()) {
+      ByteBuf goodbye =
+          ErrorResponse.of(
+                  Severity.FATAL,
+                  SqlState.ADMIN_SHUTDOWN,
+                  "terminating connection due to proxy shutdown")
+              .encode(client.alloc());
+      client.writeAndFlush(goodbye).addListener(ChannelFutureListener.CLOSE);
+    }
+    frontend.clients().newCloseFuture().awaitUninterruptibly(2, TimeUnit.SECONDS);
+    releaseResources();
+    frontend.secrets().close();
+    terminated.countDown();
+    log.info("shut down");
+  }
+
+  private void releaseResources() {
+    acceptor.shutdownGracefully(0, 2, TimeUnit.SECONDS).syncUninterruptibly();
+    workers.shutdownGracefully(0, 2, TimeUnit.SECONDS).syncUninterruptibly();
+    controlPlane.shutdownNow();
+  }
+
+  public void awaitTermination() throws InterruptedException {
+    terminated.await();
+  }
+
+  @Override
+  public void close() {
+    shutdown(Duration.ZERO);
+  }
+}

@@ -1,0 +1,56 @@
+package org.cryoprotect.proxy.frontend;
+
+import io.netty.channel.Channel;
+import io.netty.channel.EventLoop;
+import java.security.SecureRandom;
+import java.util.concurrent.ConcurrentHashMap;
+import org.cryoprotect.proxy.backend.ServerConnection;
+import org.cryoprotect.proxy.backend.ServerConnector;
+import org.cryoprotect.proxy.protocol.backend.BackendKeyData;
+import org.cryoprotect.proxy.protocol.frontend.CancelRequest;
+
+/**
+ * Maps the cancel keys the proxy handed out to their clients. A client never sees a server's key,
+ * so a CancelRequest can only ever reach the server connection that client is using now.
+ */
+public final class CancelRegistry {
+  private final SecureRandom random = new SecureRandom();
+  private final ConcurrentHashMap<Integer, ClientConnection> byProcessId =
+      new ConcurrentHashMap<>();
+
+  /**
+   * A new client with a fresh, registered key: positive process id (some tools print it), random
+   * secret. Registered from the start; until it has a server connection a cancel does nothing.
+   */
+  ClientConnection newClient(Channel channel) {
+    while (true) {
+      int pid = random.nextInt(Integer.MAX_VALUE - 1) + 1;
+      ClientConnection client =
+          new ClientConnection(channel, new BackendKeyData(pid, random.nextInt()));
+      if (byProcessId.putIfAbsent(pid, client) == null) {
+        return client;
+      }
+    }
+  }
+
+  void unregister(ClientConnection client) {
+    byProcessId.remove(client.keyData().processId(), client);
+  }
+
+  int size() {
+    return byProcessId.size();
+  }
+
+  /** Forwards the cancel, translated to the server's key; a wrong or stale key is ignored. */
+  void cancel(CancelRequest request, EventLoop loop, ServerConnector connector) {
+    ClientConnection client = byProcessId.get(request.processId());
+    if (client == null || client.keyData().secretKey() != request.secretKey()) {
+      return; // PostgreSQL also ignores unknown keys silently: no oracle for guessing
+    }
+    ServerConnection server = client.server();
+    if (server != null) {
+      BackendKeyData key = server.keyData();
+      connector.cancel(loop, server.node(), new CancelRequest(key.processId(), key.secretKey()));
+    }
+  }
+}

@@ -1,0 +1,276 @@
+package org.cryoprotect.proxy.frontend;
+
+import io.netty.buffer.ByteBuf;
+import io.netty.channel.ChannelHandlerContext;
+import io.netty.channel.ChannelInboundHandlerAdapter;
+import io.netty.util.concurrent.Future;
+import java.security.SecureRandom;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import org.cryoprotect.proxy.auth.AuthException;
+import org.cryoprotect.proxy.auth.Md5Auth;
+import org.cryoprotect.proxy.auth.ScramServer;
+import org.cryoprotect.proxy.auth.Secret;
+import org.cryoprotect.proxy.backend.ServerConnection;
+import org.cryoprotect.proxy.backend.ServerCredentials;
+import org.cryoprotect.proxy.backend.ServerException;
+import org.cryoprotect.proxy.backend.ServerRelayHandler;
+import org.cryoprotect.proxy.config.ProxyConfig.AuthType;
+import org.cryoprotect.proxy.config.ProxyConfig.Database;
+import org.cryoprotect.proxy.protocol.Frames;
+import org.cryoprotect.proxy.protocol.SqlState;
+import org.cryoprotect.proxy.protocol.backend.Authentication.AuthenticationMD5Password;
+import org.cryoprotect.proxy.protocol.backend.Authentication.AuthenticationOk;
+import org.cryoprotect.proxy.protocol.backend.Authentication.AuthenticationSASL;
+import org.cryoprotect.proxy.protocol.backend.Authentication.AuthenticationSASLContinue;
+import org.cryoprotect.proxy.protocol.backend.Authentication.AuthenticationSASLFinal;
+import org.cryoprotect.proxy.protocol.backend.ParameterStatus;
+import org.cryoprotect.proxy.protocol.backend.ReadyForQuery;
+import org.cryoprotect.proxy.protocol.frontend.PasswordMessage;
+import org.cryoprotect.proxy.protocol.frontend.PasswordMessage.SASLInitialResponse;
+import org.cryoprotect.proxy.protocol.frontend.StartupMessage;
+
+/**
+ * Authenticates the client (trust, md5 or SCRAM-SHA-256 against the users file or auth_query), then
+ * logs in to the server and only then sends AuthenticationOk, so that a server that refuses the
+ * login is reported before the client believes it is connected.
+ */
+final class ClientAuthHandler extends ChannelInboundHandlerAdapter {
+  private static final SecureRandom RANDOM = new SecureRandom();
+  private static final String SCRAM = "SCRAM-SHA-256";
+
+  private enum State {
+    LOOKING_UP,
+    AWAIT_MD5,
+    AWAIT_SASL_INITIAL,
+    AWAIT_SASL_RESPONSE,
+    CONNECTING
+  }
+
+  private final Frontend frontend;
+  private final ClientConnection client;
+  private State state = State.LOOKING_UP;
+  private Secret secret;
+  private byte[] md5Salt;
+  private ScramServer scram;
+
+  ClientAuthHandler(Frontend frontend, ClientConnection client) {
+    this.frontend = frontend;
+    this.client = client;
+  }
+
+  @Override
+  public void handlerAdded(ChannelHandlerContext ctx) {
+    AuthType type = frontend.config().auth().type();
+    if (type == AuthType.TRUST) {
+      Optional<Secret> listed = frontend.secrets().listed(client.user());
+      connect(ctx, credentialsFor(listed.orElse(null), null));
+      return;
+    }
+    frontend
+        .secrets()
+        .lookup(client.database(), client.user())
+        .whenComplete(
+            (found, error) ->
+                ctx.executor()
+                    .execute(
+                        () -> {
+                          if (error != null) {
+                            client.fatal(
+                                SqlState.INVALID_AUTHORIZATION_SPECIFICATION,
+                                "cannot look up user \""
+                                    + client.user()
+                                    + "\": "
+                                    + error.getMessage());
+                          } else if (ctx.channel().isActive()) {
+                            challenge(ctx, type, found.orElse(null));
+                          }
+                        }));
+  }
+
+  /**
+   * An unknown user gets the same challenge as a known one and fails only at the end, like
+   * PostgreSQL's mock authentication: the reply must not tell which user names exist.
+   */
+  private void challenge(ChannelHandlerContext ctx, AuthType type, Secret found) {
+    secret = found;
+    boolean scramSecret = found instanceof Secret.Scram;
+    if (type == AuthType.MD5 && !scramSecret) {
+      md5Salt = new byte[4];
+      RANDOM.nextBytes(md5Salt);
+      state = State.AWAIT_MD5;
+      ctx.writeAndFlush(new AuthenticationMD5Password(md5Salt).encode(ctx.alloc()));
+    } else {
+      // PostgreSQL too answers md5 with SCRAM when the stored secret is a SCRAM verifier.
+      state = State.AWAIT_SASL_INITIAL;
+      ctx.writeAndFlush(new AuthenticationSASL(List.of(SCRAM)).encode(ctx.alloc()));
+    }
+    ctx.read();
+  }
+
+  @Override
+  public void channelRead(ChannelHandlerContext ctx, Object msg) {
+    ByteBuf frame = (ByteBuf) msg;
+    try {
+      if (Frames.type(frame) != PasswordMessage.TYPE
+          || state == State.LOOKING_UP
+          || state == State.CONNECTING) {
+        client.fatal(
+            SqlState.PROTOCOL_VIOLATION,
+            "expected a password response, got message type '" + (char) Frames.type(frame) + "'");
+        return;
+      }
+      ByteBuf body = Frames.body(frame);
+      switch (state) {
+        case AWAIT_MD5 -> md5(ctx, PasswordMessage.password(body));
+        case AWAIT_SASL_INITIAL -> saslInitial(ctx, SASLInitialResponse.decode(body));
+        case AWAIT_SASL_RESPONSE -> saslResponse(ctx, PasswordMessage.saslResponse(body));
+        default -> throw new IllegalStateException(state.name());
+      }
+    } catch (AuthException e) {
+      passwordFailed(e.getMessage());
+    } finally {
+      frame.release();
+    }
+  }
+
+  private void md5(ChannelHandlerContext ctx, String response) {
+    if (secret == null || !Md5Auth.verify(secret, client.user(), md5Salt, response)) {
+      passwordFailed(null);
+      return;
+    }
+    connect(ctx, credentialsFor(secret, null));
+  }
+
+  private void saslInitial(ChannelHandlerContext ctx, SASLInitialResponse initial)
+      throws AuthException {
+    if (!SCRAM.equals(initial.mechanism())) {
+      client.fatal(
+          SqlState.PROTOCOL_VIOLATION,
+          "client selected an invalid SASL authentication mechanism \""
+              + initial.mechanism()
+              + "\"");
+      return;
+    }
+    scram = new ScramServer(scramSecret(), RANDOM);
+    byte[] serverFirst = scram.serverFirst(initial.data());
+    state = State.AWAIT_SASL_RESPONSE;
+    ctx.writeAndFlush(new AuthenticationSASLContinue(serverFirst).encode(ctx.alloc()));
+    ctx.read();
+  }
+
+  private void saslResponse(ChannelHandlerContext ctx, byte[] clientFinal) throws AuthException {
+    byte[] serverFinal = scram.serverFinal(clientFinal);
+    if (secret == null || secret instanceof Secret.Md5) {
+      passwordFailed(null); // the mock exchange can never succeed
+      return;
+    }
+    ctx.write(new AuthenticationSASLFinal(serverFinal).encode(ctx.alloc()));
+    connect(ctx, credentialsFor(secret, scram.clientKey()));
+  }
+
+  /** The secret SCRAM verifies against; a stand-in for unknown users and md5 secrets. */
+  private Secret.Scram scramSecret() {
+    if (secret instanceof Secret.Scram s) {
+      return s;
+    }
+    if (secret instanceof Secret.Plain p) {
+      return Secret.Scram.derive(p.password());
+    }
+    return Secret.Scram.derive(Long.toString(RANDOM.nextLong()));
+  }
+
+  private void passwordFailed(String why) {
+    client.fatal(
+        SqlState.INVALID_PASSWORD,
+        "password authentication failed for user \"" + client.user() + "\"");
+    if (why != null) {
+      client.closeReason("28P01 authentication failed: " + why);
+    }
+  }
+
+  /**
+   * The database's configured login wins; otherwise the client's own user with whatever its secret
+   * allows: a plain password, the md5 hash, or SCRAM pass-through keys.
+   */
+  private ServerCredentials credentialsFor(Secret secret, byte[] clientKey) {
+    Database db = client.database();
+    if (db.user() != null) {
+      return db.password() == null
+          ? new ServerCredentials.None()
+          : new ServerCredentials.Password(db.password());
+    }
+    if (secret instanceof Secret.Plain p) {
+      return new ServerCredentials.Password(p.password());
+    }
+    if (secret instanceof Secret.Md5 m) {
+      return new ServerCredentials.Md5Hash(m.hash());
+    }
+    if (secret instanceof Secret.Scram s && clientKey != null) {
+      return new ServerCredentials.ScramKeys(clientKey, s);
+    }
+    return new ServerCredentials.None();
+  }
+
+  private void connect(ChannelHandlerContext ctx, ServerCredentials credentials) {
+    state = State.CONNECTING;
+    Database db = client.database();
+    Map<String, String> parameters = new LinkedHashMap<>(client.startup().parameters());
+    parameters.put("user", db.user() != null ? db.user() : client.user());
+    parameters.put("database", db.dbname());
+    StartupMessage startup = new StartupMessage(StartupMessage.V3_0, parameters);
+    frontend
+        .connector()
+        .connect(ctx.channel().eventLoop(), db.primary(), startup, credentials)
+        .addListener((Future<ServerConnection> f) -> connected(ctx, f));
+  }
+
+  private void connected(ChannelHandlerContext ctx, Future<ServerConnection> f) {
+    if (!ctx.channel().isActive()) {
+      if (f.isSuccess()) {
+        f.getNow().close();
+      }
+      return;
+    }
+    if (!f.isSuccess()) {
+      if (f.cause() instanceof ServerException e && e.serverError() != null) {
+        client.closeReason("server refused login: " + e.serverError());
+        client.sendAndClose(e.serverError().encode(ctx.alloc()));
+      } else if (f.cause() instanceof ServerException e) {
+        client.fatal(e.state(), e.getMessage());
+      } else {
+        client.fatal(SqlState.CONNECTION_FAILURE, "server login failed: " + f.cause());
+      }
+      return;
+    }
+    ServerConnection server = f.getNow();
+    client.server(server);
+    frontend.loggedIn().incrementAndGet();
+    client.loggedIn();
+    ctx.write(new AuthenticationOk().encode(ctx.alloc()));
+    server.parameters().forEach((k, v) -> ctx.write(new ParameterStatus(k, v).encode(ctx.alloc())));
+    ctx.write(client.keyData().encode(ctx.alloc()));
+    ctx.writeAndFlush(new ReadyForQuery(ReadyForQuery.IDLE).encode(ctx.alloc()));
+    server
+        .channel()
+        .pipeline()
+        .addLast("relay", new ServerRelayHandler(ctx.channel(), () -> serverLost(server)));
+    ctx.pipeline().replace(this, "relay", new ClientRelayHandler(client));
+    client.logOpened();
+    ctx.channel().config().setAutoRead(true);
+  }
+
+  private void serverLost(ServerConnection server) {
+    if (client.channel().isActive()) {
+      client.fatal(
+          SqlState.CONNECTION_FAILURE, "server connection to " + server.node() + " was lost");
+    }
+  }
+
+  @Override
+  public void exceptionCaught(ChannelHandlerContext ctx, Throwable cause) {
+    ClientErrors.handle(client, cause);
+  }
+}

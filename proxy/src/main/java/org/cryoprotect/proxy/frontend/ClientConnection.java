@@ -1,0 +1,141 @@
+package org.cryoprotect.proxy.frontend;
+
+import io.netty.buffer.ByteBuf;
+import io.netty.channel.Channel;
+import io.netty.channel.ChannelFutureListener;
+import java.net.InetSocketAddress;
+import java.util.concurrent.ScheduledFuture;
+import org.cryoprotect.proxy.backend.ServerConnection;
+import org.cryoprotect.proxy.config.ProxyConfig.Database;
+import org.cryoprotect.proxy.protocol.SqlState;
+import org.cryoprotect.proxy.protocol.backend.BackendKeyData;
+import org.cryoprotect.proxy.protocol.backend.ErrorResponse;
+import org.cryoprotect.proxy.protocol.backend.ErrorResponse.Severity;
+import org.cryoprotect.proxy.protocol.frontend.StartupMessage;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * One client from accept to close. Confined to the client channel's event loop (STYLE rule 6):
+ * every field is read and written there only, except {@link #keyData} which is final.
+ */
+public final class ClientConnection {
+  private static final Logger log = LoggerFactory.getLogger("org.cryoprotect.proxy.connections");
+
+  private final Channel channel;
+  private final BackendKeyData keyData;
+  private final long openedNanos = System.nanoTime();
+  private StartupMessage startup;
+  private Database database;
+  // Volatile: a CancelRequest arrives on another connection and reads it from its own loop.
+  private volatile ServerConnection server;
+  private ScheduledFuture<?> loginTimeout;
+  private String closeReason = "client disconnected";
+  private boolean tls;
+
+  ClientConnection(Channel channel, BackendKeyData keyData) {
+    this.channel = channel;
+    this.keyData = keyData;
+  }
+
+  public Channel channel() {
+    return channel;
+  }
+
+  public BackendKeyData keyData() {
+    return keyData;
+  }
+
+  public StartupMessage startup() {
+    return startup;
+  }
+
+  void startup(StartupMessage startup, Database database) {
+    this.startup = startup;
+    this.database = database;
+  }
+
+  public Database database() {
+    return database;
+  }
+
+  public String user() {
+    return startup == null ? null : startup.user();
+  }
+
+  public ServerConnection server() {
+    return server;
+  }
+
+  void server(ServerConnection server) {
+    this.server = server;
+  }
+
+  boolean tls() {
+    return tls;
+  }
+
+  void tls(boolean tls) {
+    this.tls = tls;
+  }
+
+  void loginTimeout(ScheduledFuture<?> timeout) {
+    this.loginTimeout = timeout;
+  }
+
+  /** Login finished: the startup and authentication deadline no longer applies. */
+  void loggedIn() {
+    if (loginTimeout != null) {
+      loginTimeout.cancel(false);
+      loginTimeout = null;
+    }
+  }
+
+  /** Sends a FATAL error and closes: the end of every connection the proxy refuses or ends. */
+  public void fatal(SqlState state, String message) {
+    closeReason = state.code() + " " + message;
+    sendAndClose(ErrorResponse.of(Severity.FATAL, state, message).encode(channel.alloc()));
+  }
+
+  /** Forwards a server's own FATAL error byte for byte, then closes. */
+  void sendAndClose(ByteBuf errorFrame) {
+    if (channel.isActive()) {
+      channel.writeAndFlush(errorFrame).addListener(ChannelFutureListener.CLOSE);
+    } else {
+      errorFrame.release();
+    }
+  }
+
+  void closeReason(String reason) {
+    this.closeReason = reason;
+  }
+
+  /** One line per connection, never with secrets: address, database, user, duration, reason. */
+  void logClosed() {
+    long millis = (System.nanoTime() - openedNanos) / 1_000_000;
+    log.info(
+        "client {} db={} user={} tls={} closed after {} ms: {}",
+        address(),
+        database == null ? "-" : database.name(),
+        user() == null ? "-" : user(),
+        tls,
+        millis,
+        closeReason);
+  }
+
+  void logOpened() {
+    log.info(
+        "client {} db={} user={} tls={} logged in to {}",
+        address(),
+        database.name(),
+        user(),
+        tls,
+        server == null ? "-" : server.node());
+  }
+
+  String address() {
+    return channel.remoteAddress() instanceof InetSocketAddress a
+        ? a.getAddress().getHostAddress() + ":" + a.getPort()
+        : String.valueOf(channel.remoteAddress());
+  }
+}
