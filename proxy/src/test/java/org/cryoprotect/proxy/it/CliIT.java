@@ -1,0 +1,149 @@
+package org.cryoprotect.proxy.it;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+import static org.awaitility.Awaitility.await;
+
+import java.io.IOException;
+import java.net.ServerSocket;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.sql.Connection;
+import java.sql.DriverManager;
+import java.sql.ResultSet;
+import java.sql.SQLException;
+import java.sql.Statement;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import org.cryoprotect.proxy.testing.PgCluster;
+import org.cryoprotect.proxy.testing.PgTest;
+import org.cryoprotect.proxy.testing.RunningProxy;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * The shaded jar as the README runs it: {@code --version}, {@code check-config} (exit 2 naming the
+ * bad key), {@code run} serving a query, the connection log line, and graceful SIGTERM.
+ */
+@PgTest
+class CliIT {
+  static final Path JAR = Path.of("target/cryoproxy.jar");
+
+  @TempDir Path dir;
+
+  record Result(int exit, String out, String err) {}
+
+  private static ProcessBuilder java(String... args) {
+    List<String> command = new ArrayList<>();
+    command.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
+    command.add("-jar");
+    command.add(JAR.toAbsolutePath().toString());
+    command.addAll(List.of(args));
+    return new ProcessBuilder(command);
+  }
+
+  private Result run(String... args) throws Exception {
+    Path out = dir.resolve("out.txt");
+    Path err = dir.resolve("err.txt");
+    Process p = java(args).redirectOutput(out.toFile()).redirectError(err.toFile()).start();
+    assertThat(p.waitFor(60, TimeUnit.SECONDS)).isTrue();
+    return new Result(p.exitValue(), Files.readString(out), Files.readString(err));
+  }
+
+  private static int freePort() throws IOException {
+    try (ServerSocket s = new ServerSocket(0)) {
+      return s.getLocalPort();
+    }
+  }
+
+  @Test
+  void versionNamesTheBuild() throws Exception {
+    Result r = run("--version");
+    assertThat(r.exit()).isZero();
+    assertThat(r.out()).startsWith("cryoproxy ").doesNotContain("development build");
+  }
+
+  @Test
+  void checkConfigNamesTheBadKeyAndExitsTwo() throws Exception {
+    Path config = dir.resolve("bad.yaml");
+    Files.writeString(
+        config,
+        "databases:\n  app:\n    primary: { host: 127.0.0.1, port: 5432 }\n    replica: []\n");
+    Result r = run("check-config", "--config", config.toString());
+    assertThat(r.exit()).isEqualTo(2);
+    assertThat(r.err()).contains("databases.app.replica: unknown key");
+  }
+
+  @Test
+  void checkConfigAcceptsTheDocumentedExample() throws Exception {
+    Path config = dir.resolve("cryoproxy.yaml");
+    Files.copy(Path.of("src/main/resources/cryoproxy.example.yaml"), config);
+    Files.writeString(dir.resolve("userlist.txt"), "\"app\" \"secret\"\n");
+    Result r = run("check-config", "--config", config.toString());
+    assertThat(r.err()).isEmpty();
+    assertThat(r.exit()).isZero();
+    assertThat(r.out()).startsWith("configuration OK");
+  }
+
+  @Test
+  void runServesQueriesAndShutsDownGracefullyOnSigterm(PgCluster pg) throws Exception {
+    int port = freePort();
+    Path config = dir.resolve("cryoproxy.yaml");
+    Files.writeString(
+        config,
+        "listen: { host: 127.0.0.1, port: "
+            + port
+            + " }\n"
+            + "limits: { shutdown_timeout: 20s }\n"
+            + RunningProxy.database("app", "postgres", "127.0.0.1", pg.primary().port()));
+    Path err = dir.resolve("run.err");
+    Process proxy =
+        java("run", "--config", config.toString())
+            .redirectErrorStream(true)
+            .redirectOutput(err.toFile())
+            .start();
+    String url = "jdbc:postgresql://127.0.0.1:" + port + "/app?user=postgres&password=not-logged";
+    try {
+      Connection session =
+          await()
+              .atMost(Duration.ofSeconds(30))
+              .ignoreExceptions()
+              .until(() -> DriverManager.getConnection(url), c -> c != null);
+      try (session) {
+        assertThat(answer(session, "SELECT 6 * 7")).isEqualTo(42);
+
+        proxy.destroy(); // SIGTERM
+        await()
+            .atMost(Duration.ofSeconds(10))
+            .until(() -> Files.readString(err).contains("shutting down"));
+        // Stop accepting at once ...
+        assertThatThrownBy(() -> DriverManager.getConnection(url).close())
+            .isInstanceOf(SQLException.class);
+        // ... while the session already open may finish its work.
+        assertThat(answer(session, "SELECT 1 + 1")).isEqualTo(2);
+        assertThat(proxy.isAlive()).isTrue();
+      }
+      // The last session gone, the process ends well before the 20 s timeout.
+      assertThat(proxy.waitFor(10, TimeUnit.SECONDS)).isTrue();
+    } finally {
+      proxy.destroyForcibly();
+    }
+    String log = Files.readString(err, StandardCharsets.UTF_8);
+    assertThat(log)
+        .containsPattern("client 127\\.0\\.0\\.1:\\d+ db=app user=postgres tls=false logged in")
+        .containsPattern("client 127\\.0\\.0\\.1:\\d+ db=app user=postgres .* closed after \\d+ ms")
+        .contains("shut down")
+        .doesNotContain("not-logged");
+  }
+
+  private static int answer(Connection c, String sql) throws SQLException {
+    try (Statement s = c.createStatement();
+        ResultSet rs = s.executeQuery(sql)) {
+      rs.next();
+      return rs.getInt(1);
+    }
+  }
+}
