@@ -237,6 +237,6 @@ public final class ScramServer {
   }
 
   private static AuthException malformed(String why) {
-    return new AuthException("malformed SCRAM message: " + why);
+    return AuthException.malformed("malformed SCRAM message: " + why);
   }
 }

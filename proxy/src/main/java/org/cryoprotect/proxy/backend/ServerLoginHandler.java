@@ -175,6 +175,10 @@ final class ServerLoginHandler extends ChannelInboundHandlerAdapter {
       throws AuthException {
     String user = startup.user();
     if (request instanceof Authentication.AuthenticationOk) {
+      if (scram != null && !scram.isComplete()) {
+        // A server that skips SCRAM's final message never proved it knows the secret.
+        throw new AuthException("server ended SCRAM without proving it knows the password");
+      }
       state = State.AWAITING_READY;
     } else if (request instanceof Authentication.AuthenticationCleartextPassword) {
       ctx.writeAndFlush(PasswordMessage.encodePassword(ctx.alloc(), password("password")));

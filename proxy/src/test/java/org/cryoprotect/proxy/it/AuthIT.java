@@ -3,6 +3,9 @@ package org.cryoprotect.proxy.it;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.sql.Connection;
@@ -10,6 +13,8 @@ import java.sql.ResultSet;
 import java.sql.SQLException;
 import org.cryoprotect.proxy.testing.PgCluster;
 import org.cryoprotect.proxy.testing.RunningProxy;
+import org.cryoprotect.proxy.testing.WireClient;
+import org.cryoprotect.proxy.testing.WireClient.Message;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -163,6 +168,58 @@ class AuthIT {
       assertThatThrownBy(() -> proxy.connect("app", "dave", null).close())
           .isInstanceOf(SQLException.class)
           .hasMessageContaining("no password is known for user \"dave\"");
+    }
+  }
+
+  /** Sends SASLInitialResponse for SCRAM-SHA-256 with {@code clientFirst}; returns the reply. */
+  private static Message scramFirst(WireClient client, String user, String clientFirst)
+      throws IOException {
+    client.startup(user, "app");
+    Message sasl = client.read();
+    assertThat(sasl.type()).isEqualTo('R');
+    assertThat(sasl.authCode()).isEqualTo(10);
+    byte[] mechanism = "SCRAM-SHA-256\0".getBytes(StandardCharsets.US_ASCII);
+    byte[] data = clientFirst.getBytes(StandardCharsets.US_ASCII);
+    ByteBuffer body = ByteBuffer.allocate(mechanism.length + 4 + data.length);
+    body.put(mechanism).putInt(data.length).put(data);
+    client.send(WireClient.message('p', body.array()));
+    return client.read();
+  }
+
+  @Test
+  void malformedScramIsAProtocolViolation() throws Exception {
+    try (RunningProxy proxy = proxy("scram-sha-256", "");
+        WireClient client = new WireClient(proxy.port())) {
+      Message reply = scramFirst(client, "alice", "this is not SCRAM");
+      assertThat(reply.type()).isEqualTo('E');
+      assertThat(reply.field('S')).isEqualTo("FATAL");
+      assertThat(reply.sqlState()).isEqualTo("08P01");
+      assertThat(client.closedByPeer()).isTrue();
+    }
+  }
+
+  @Test
+  void unknownUsersGetAStableMockSaltLikeKnownOnes() throws Exception {
+    try (RunningProxy proxy = proxy("scram-sha-256", "")) {
+      String first = serverFirstSalt(proxy, "nobody");
+      assertThat(serverFirstSalt(proxy, "nobody")).isEqualTo(first);
+      assertThat(serverFirstSalt(proxy, "someone-else")).isNotEqualTo(first);
+      assertThat(serverFirstSalt(proxy, "alice")).isEqualTo(aliceScram.split("[:$]")[2]);
+    }
+  }
+
+  private static String serverFirstSalt(RunningProxy proxy, String user) throws IOException {
+    try (WireClient client = new WireClient(proxy.port())) {
+      Message reply = scramFirst(client, user, "n,,n=,r=abcdefghijklmnop");
+      assertThat(reply.authCode()).isEqualTo(11); // SASLContinue
+      String serverFirst =
+          new String(reply.body(), 4, reply.body().length - 4, StandardCharsets.US_ASCII);
+      for (String attribute : serverFirst.split(",")) {
+        if (attribute.startsWith("s=")) {
+          return attribute.substring(2);
+        }
+      }
+      throw new AssertionError("no salt in " + serverFirst);
     }
   }
 }
