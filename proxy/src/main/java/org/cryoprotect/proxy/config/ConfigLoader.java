@@ -29,6 +29,7 @@ import org.cryoprotect.proxy.config.ProxyConfig.Pool;
 import org.cryoprotect.proxy.config.ProxyConfig.PoolMode;
 import org.cryoprotect.proxy.config.ProxyConfig.ServerTls;
 import org.cryoprotect.proxy.config.ProxyConfig.ServerTlsMode;
+import org.cryoprotect.proxy.config.ProxyConfig.User;
 
 /**
  * Reads the YAML file, applies {@code CRYOPROXY_*} environment overrides, validates everything and
@@ -42,7 +43,7 @@ import org.cryoprotect.proxy.config.ProxyConfig.ServerTlsMode;
 public final class ConfigLoader {
   static final String ENV_PREFIX = "CRYOPROXY_";
   private static final Set<String> TOP_LEVEL =
-      Set.of("listen", "admin", "auth", "pool", "limits", "tls", "databases");
+      Set.of("listen", "admin", "auth", "pool", "limits", "tls", "databases", "users");
   private static final ObjectMapper YAML = new ObjectMapper(new YAMLFactory());
 
   private ConfigLoader() {}
@@ -137,8 +138,10 @@ public final class ConfigLoader {
     ServerTls serverTls = serverTls(tls.child("server"));
     tls.rejectUnknownKeys();
     Map<String, Database> databases = databases(root.child("databases"));
+    Map<String, User> users = users(root.child("users"));
     root.rejectUnknownKeys();
-    return new ProxyConfig(listen, admin, auth, pool, limits, clientTls, serverTls, databases);
+    return new ProxyConfig(
+        listen, admin, auth, pool, limits, clientTls, serverTls, databases, users);
   }
 
   private static Endpoint endpoint(ConfigNode node, String host, int port) throws ConfigException {
@@ -176,13 +179,22 @@ public final class ConfigLoader {
   }
 
   private static Pool pool(ConfigNode node) throws ConfigException {
-    PoolMode mode = node.choice("mode", PoolMode.class, PoolMode.SESSION);
-    if (mode == PoolMode.TRANSACTION) {
-      // Refusing is honest: accepting it and relaying in session mode would hide the difference.
-      throw new ConfigException(
-          node.key("mode"), "transaction pooling is not available yet; use session");
+    Pool pool =
+        new Pool(
+            node.choice("mode", PoolMode.class, PoolMode.SESSION),
+            node.integer("size", 20, 1, 10_000),
+            node.integer("min_idle", 0, 0, 10_000),
+            node.integer("reserve_size", 0, 0, 10_000),
+            node.duration("reserve_timeout", Duration.ofSeconds(5)),
+            node.integer("max_db_connections", 0, 0, 100_000),
+            node.duration("wait_timeout", Duration.ofSeconds(30)),
+            node.duration("server_lifetime", Duration.ofHours(1)),
+            node.duration("server_idle_timeout", Duration.ofMinutes(10)),
+            node.duration("server_check_delay", Duration.ofSeconds(30)),
+            node.integer("prepared_statements_per_server", 1000, 1, 1_000_000));
+    if (pool.minIdle() > pool.size()) {
+      throw new ConfigException(node.key("min_idle"), "must not exceed pool.size");
     }
-    Pool pool = new Pool(mode, node.integer("size", 20, 1, 10_000));
     node.rejectUnknownKeys();
     return pool;
   }
@@ -227,6 +239,19 @@ public final class ConfigLoader {
     return tls;
   }
 
+  private static Map<String, User> users(ConfigNode node) throws ConfigException {
+    Map<String, User> users = new LinkedHashMap<>();
+    for (String name : node.fieldNames()) {
+      ConfigNode user = node.child(name);
+      users.put(
+          name,
+          new User(
+              name, user.has("pool_mode") ? user.choice("pool_mode", PoolMode.class, null) : null));
+      user.rejectUnknownKeys();
+    }
+    return Collections.unmodifiableMap(users);
+  }
+
   private static Map<String, Database> databases(ConfigNode node) throws ConfigException {
     Map<String, Database> databases = new LinkedHashMap<>();
     for (String name : node.fieldNames()) {
@@ -250,7 +275,9 @@ public final class ConfigLoader {
               primary,
               List.copyOf(replicas),
               db.string("user", null),
-              db.string("password", null)));
+              db.string("password", null),
+              db.has("pool_mode") ? db.choice("pool_mode", PoolMode.class, null) : null,
+              db.integer("pool_size", 0, 0, 10_000)));
       db.rejectUnknownKeys();
     }
     if (databases.isEmpty()) {

@@ -17,7 +17,22 @@ public record ProxyConfig(
     Limits limits,
     ClientTls clientTls,
     ServerTls serverTls,
-    Map<String, Database> databases) {
+    Map<String, Database> databases,
+    Map<String, User> users) {
+
+  /** The pool mode for a client of {@code database} logging in as {@code user}. */
+  public PoolMode poolMode(Database database, String user) {
+    User u = users.get(user);
+    if (u != null && u.poolMode() != null) {
+      return u.poolMode();
+    }
+    return database.poolMode() != null ? database.poolMode() : pool.mode();
+  }
+
+  /** Server connections per (node, database, role) pool. */
+  public int poolSize(Database database) {
+    return database.poolSize() > 0 ? database.poolSize() : pool.size();
+  }
 
   public record Endpoint(String host, int port) {
     @Override
@@ -49,7 +64,29 @@ public record ProxyConfig(
     TRANSACTION
   }
 
-  public record Pool(PoolMode mode, int size) {}
+  /**
+   * Pool limits, PgBouncer's meanings. {@code reserveSize} extra connections are opened for a
+   * client that waited {@code reserveTimeout}; {@code maxDbConnections} caps all pools of one
+   * database (0 = no cap); {@code waitTimeout} ends a wait with 53300; connections older than
+   * {@code serverLifetime} or idle longer than {@code serverIdleTimeout} are closed when idle; one
+   * idle longer than {@code serverCheckDelay} is checked before use. {@code preparedPerServer}
+   * bounds each server connection's prepared statements (LRU, Close on eviction).
+   */
+  public record Pool(
+      PoolMode mode,
+      int size,
+      int minIdle,
+      int reserveSize,
+      Duration reserveTimeout,
+      int maxDbConnections,
+      Duration waitTimeout,
+      Duration serverLifetime,
+      Duration serverIdleTimeout,
+      Duration serverCheckDelay,
+      int preparedPerServer) {}
+
+  /** Per-user overrides; {@code poolMode} null = the database's mode. */
+  public record User(String name, PoolMode poolMode) {}
 
   public record Limits(
       int maxClientConnections,
@@ -83,5 +120,7 @@ public record ProxyConfig(
       Endpoint primary,
       List<Endpoint> replicas,
       String user,
-      String password) {}
+      String password,
+      PoolMode poolMode,
+      int poolSize) {}
 }

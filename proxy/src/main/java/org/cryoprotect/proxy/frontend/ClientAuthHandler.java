@@ -3,7 +3,6 @@ package org.cryoprotect.proxy.frontend;
 import io.netty.buffer.ByteBuf;
 import io.netty.channel.ChannelHandlerContext;
 import io.netty.channel.ChannelInboundHandlerAdapter;
-import io.netty.util.concurrent.Future;
 import java.security.SecureRandom;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -13,21 +12,16 @@ import org.cryoprotect.proxy.auth.AuthException;
 import org.cryoprotect.proxy.auth.Md5Auth;
 import org.cryoprotect.proxy.auth.ScramServer;
 import org.cryoprotect.proxy.auth.Secret;
-import org.cryoprotect.proxy.backend.ServerConnection;
 import org.cryoprotect.proxy.backend.ServerCredentials;
-import org.cryoprotect.proxy.backend.ServerException;
-import org.cryoprotect.proxy.backend.ServerRelayHandler;
 import org.cryoprotect.proxy.config.ProxyConfig.AuthType;
 import org.cryoprotect.proxy.config.ProxyConfig.Database;
+import org.cryoprotect.proxy.config.ProxyConfig.PoolMode;
 import org.cryoprotect.proxy.protocol.Frames;
 import org.cryoprotect.proxy.protocol.SqlState;
 import org.cryoprotect.proxy.protocol.backend.Authentication.AuthenticationMD5Password;
-import org.cryoprotect.proxy.protocol.backend.Authentication.AuthenticationOk;
 import org.cryoprotect.proxy.protocol.backend.Authentication.AuthenticationSASL;
 import org.cryoprotect.proxy.protocol.backend.Authentication.AuthenticationSASLContinue;
 import org.cryoprotect.proxy.protocol.backend.Authentication.AuthenticationSASLFinal;
-import org.cryoprotect.proxy.protocol.backend.ParameterStatus;
-import org.cryoprotect.proxy.protocol.backend.ReadyForQuery;
 import org.cryoprotect.proxy.protocol.frontend.PasswordMessage;
 import org.cryoprotect.proxy.protocol.frontend.PasswordMessage.SASLInitialResponse;
 import org.cryoprotect.proxy.protocol.frontend.StartupMessage;
@@ -231,59 +225,31 @@ final class ClientAuthHandler extends ChannelInboundHandlerAdapter {
     return new ServerCredentials.None();
   }
 
+  /**
+   * Authenticated: the session takes over. It borrows a server connection of the pool for the
+   * database and login role, which logs in with the canonical startup (user, database); the
+   * client's own settings are applied per checkout.
+   */
   private void connect(ChannelHandlerContext ctx, ServerCredentials credentials) {
     state = State.CONNECTING;
     Database db = client.database();
-    Map<String, String> parameters = new LinkedHashMap<>(client.startup().parameters());
-    parameters.put("user", db.user() != null ? db.user() : client.user());
+    String role = db.user() != null ? db.user() : client.user();
+    Map<String, String> parameters = new LinkedHashMap<>();
+    parameters.put("user", role);
     parameters.put("database", db.dbname());
     StartupMessage startup = new StartupMessage(StartupMessage.V3_0, parameters);
-    frontend
-        .connector()
-        .connect(ctx.channel().eventLoop(), db.primary(), startup, credentials)
-        .addListener((Future<ServerConnection> f) -> connected(ctx, f));
-  }
-
-  private void connected(ChannelHandlerContext ctx, Future<ServerConnection> f) {
-    if (!ctx.channel().isActive()) {
-      if (f.isSuccess()) {
-        f.getNow().close();
-      }
-      return;
-    }
-    if (!f.isSuccess()) {
-      if (f.cause() instanceof ServerException e && e.serverError() != null) {
-        client.closeReason("server refused login: " + e.serverError());
-        client.sendAndClose(e.serverError().encode(ctx.alloc()));
-      } else if (f.cause() instanceof ServerException e) {
-        client.fatal(e.state(), e.getMessage());
-      } else {
-        client.fatal(SqlState.CONNECTION_FAILURE, "server login failed: " + f.cause());
-      }
-      return;
-    }
-    ServerConnection server = f.getNow();
-    client.server(server);
-    frontend.loggedIn().incrementAndGet();
-    client.loggedIn();
-    ctx.write(new AuthenticationOk().encode(ctx.alloc()));
-    server.parameters().forEach((k, v) -> ctx.write(new ParameterStatus(k, v).encode(ctx.alloc())));
-    ctx.write(client.keyData().encode(ctx.alloc()));
-    ctx.writeAndFlush(new ReadyForQuery(ReadyForQuery.IDLE).encode(ctx.alloc()));
-    server
-        .channel()
-        .pipeline()
-        .addLast("relay", new ServerRelayHandler(ctx.channel(), () -> serverLost(server)));
-    ctx.pipeline().replace(this, "relay", new ClientRelayHandler(client));
-    client.logOpened();
-    ctx.channel().config().setAutoRead(true);
-  }
-
-  private void serverLost(ServerConnection server) {
-    if (client.channel().isActive()) {
-      client.fatal(
-          SqlState.CONNECTION_FAILURE, "server connection to " + server.node() + " was lost");
-    }
+    boolean transactionMode = frontend.config().poolMode(db, client.user()) == PoolMode.TRANSACTION;
+    ctx.pipeline()
+        .replace(
+            this,
+            "session",
+            new ClientSession(
+                client,
+                frontend,
+                frontend.pools().pool(db, role),
+                transactionMode,
+                startup,
+                credentials));
   }
 
   @Override

@@ -5,6 +5,7 @@ import io.netty.handler.ssl.SslContext;
 import java.util.concurrent.atomic.AtomicInteger;
 import org.cryoprotect.proxy.backend.ServerConnector;
 import org.cryoprotect.proxy.config.ProxyConfig;
+import org.cryoprotect.proxy.pool.Pools;
 
 /**
  * What every client handler shares: the configuration, TLS, the way to servers, the cancel keys and
@@ -16,5 +17,6 @@ public record Frontend(
     ServerConnector connector,
     CancelRegistry cancels,
     ClientSecrets secrets,
+    Pools pools,
     ChannelGroup clients,
     AtomicInteger loggedIn) {}

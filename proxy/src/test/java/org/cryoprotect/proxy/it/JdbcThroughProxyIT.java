@@ -26,6 +26,7 @@ import org.cryoprotect.proxy.testing.RunningProxy;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.TestInstance;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
 import org.postgresql.PGConnection;
@@ -33,19 +34,27 @@ import org.postgresql.PGNotification;
 import org.postgresql.copy.CopyManager;
 
 /**
- * pgJDBC through the proxy in session mode: every protocol feature a real application uses must
- * behave exactly as on a direct connection.
+ * pgJDBC through the proxy: every protocol feature a real application uses must behave exactly as
+ * on a direct connection. Session mode here; {@link JdbcThroughTransactionPoolIT} runs the same
+ * tests in transaction mode.
  */
+@TestInstance(TestInstance.Lifecycle.PER_CLASS)
 class JdbcThroughProxyIT {
   static PgCluster pg;
   static RunningProxy proxy;
 
+  /** The pool section of the proxy's configuration; subclasses run the suite in other modes. */
+  String poolYaml() {
+    return "pool: { mode: session }\n";
+  }
+
   @BeforeAll
-  static void start() throws Exception {
+  void start() throws Exception {
     pg = PgCluster.builder().start();
     pg.primary().sql("CREATE DATABASE app");
     proxy =
-        RunningProxy.start(RunningProxy.database("app", "app", "127.0.0.1", pg.primary().port()));
+        RunningProxy.start(
+            poolYaml() + RunningProxy.database("app", "app", "127.0.0.1", pg.primary().port()));
     try (Connection c = connect()) {
       c.createStatement()
           .execute("CREATE TABLE items (id int PRIMARY KEY, name text NOT NULL, at timestamptz)");
@@ -53,7 +62,7 @@ class JdbcThroughProxyIT {
   }
 
   @AfterAll
-  static void stop() {
+  void stop() {
     if (proxy != null) {
       proxy.close();
     }

@@ -62,6 +62,13 @@ public record ErrorResponse(char type, Map<Character, String> fields) {
     return fields.getOrDefault('V', fields.get('S'));
   }
 
+  public ErrorResponse withSeverity(Severity severity) {
+    Map<Character, String> copy = new LinkedHashMap<>(fields);
+    copy.put('S', severity.name());
+    copy.put('V', severity.name());
+    return new ErrorResponse(type, copy);
+  }
+
   public ErrorResponse withDetail(String detail) {
     Map<Character, String> copy = new LinkedHashMap<>(fields);
     copy.put('D', detail);

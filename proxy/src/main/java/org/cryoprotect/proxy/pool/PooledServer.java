@@ -1,0 +1,226 @@
+package org.cryoprotect.proxy.pool;
+
+import io.netty.buffer.ByteBuf;
+import io.netty.channel.Channel;
+import io.netty.channel.ChannelHandlerContext;
+import io.netty.channel.ChannelInboundHandlerAdapter;
+import io.netty.channel.EventLoop;
+import java.util.HashMap;
+import java.util.HashSet;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import java.util.Set;
+import org.cryoprotect.proxy.backend.ServerConnection;
+import org.cryoprotect.proxy.config.ProxyConfig.Endpoint;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * A server connection that belongs to a pool, and what the proxy knows about its session: the
+ * parameters the server reported, the client session state last applied to it, and which
+ * proxy-named prepared statements exist on it.
+ *
+ * <p>Threading: the state below is touched only by the current {@link ServerUser} on its loop. A
+ * hand-over between users goes through the pool's lock, which orders one user's last write before
+ * the next user's first read.
+ */
+public final class PooledServer {
+  private static final Logger log = LoggerFactory.getLogger(PooledServer.class);
+
+  private final ServerConnection connection;
+  private final ServerPool pool;
+  private final long createdNanos = System.nanoTime();
+  private volatile ServerUser user;
+  // Guarded by the pool's lock.
+  long idleSinceNanos = System.nanoTime();
+  boolean forgotten;
+
+  private final Map<String, String> reported;
+  private Map<String, String> applied = Map.of();
+  private final LinkedHashMap<String, Boolean> prepared = new LinkedHashMap<>(64, 0.75f, true);
+  private final Set<String> closeBeforeParse = new HashSet<>();
+  private boolean broken;
+
+  PooledServer(ServerConnection connection, ServerPool pool) {
+    this.connection = connection;
+    this.pool = pool;
+    this.reported = new HashMap<>(connection.parameters());
+    connection.channel().pipeline().addLast("pooled", new Relay());
+  }
+
+  public Channel channel() {
+    return connection.channel();
+  }
+
+  public EventLoop loop() {
+    return connection.channel().eventLoop();
+  }
+
+  public ServerConnection connection() {
+    return connection;
+  }
+
+  public Endpoint node() {
+    return connection.node();
+  }
+
+  public ServerPool pool() {
+    return pool;
+  }
+
+  /** How long it sat in the pool before its current user took it. */
+  public long idleNanos() {
+    return System.nanoTime() - idleSinceNanos;
+  }
+
+  long ageNanos(long now) {
+    return now - createdNanos;
+  }
+
+  /** Called by the new user on its loop once the pool handed this connection over. */
+  public void attach(ServerUser user) {
+    this.user = user;
+    channel().config().setAutoRead(true);
+  }
+
+  void detach() {
+    this.user = null;
+  }
+
+  public boolean isUsable() {
+    return !broken && channel().isActive();
+  }
+
+  /** The connection's state is unknown: it is closed instead of reused. */
+  public void markBroken() {
+    broken = true;
+  }
+
+  /** ParameterStatus values as the server last reported them. */
+  public Map<String, String> reported() {
+    return reported;
+  }
+
+  /** The client session state (parameter name to value) last applied on this connection. */
+  public Map<String, String> applied() {
+    return applied;
+  }
+
+  public void applied(Map<String, String> state) {
+    this.applied = state;
+  }
+
+  public boolean hasPrepared(String name) {
+    return prepared.get(name) != null; // get() also refreshes its LRU position
+  }
+
+  /**
+   * Records a statement as prepared; returns the least recently used one to Close first when the
+   * bound is exceeded, or null.
+   */
+  public String addPrepared(String name, int bound) {
+    prepared.put(name, Boolean.TRUE);
+    closeBeforeParse.remove(name);
+    if (prepared.size() <= bound) {
+      return null;
+    }
+    String eldest = prepared.keySet().iterator().next();
+    prepared.remove(eldest);
+    return eldest;
+  }
+
+  /** The Parse never happened (skipped after an error, or failed). */
+  public void forgetPrepared(String name) {
+    prepared.remove(name);
+  }
+
+  /** The statement exists but is stale (its plan's result type changed): Close it before reuse. */
+  public void invalidatePrepared(String name) {
+    prepared.remove(name);
+    closeBeforeParse.add(name);
+  }
+
+  public boolean takeCloseBeforeParse(String name) {
+    return closeBeforeParse.remove(name);
+  }
+
+  /** DEALLOCATE ALL or DISCARD ALL ran: nothing is prepared any more. */
+  public void forgetAllPrepared() {
+    prepared.clear();
+    closeBeforeParse.clear();
+  }
+
+  public int preparedCount() {
+    return prepared.size();
+  }
+
+  @Override
+  public String toString() {
+    return pool.key() + " pid " + connection.keyData().processId();
+  }
+
+  /** Delivers the server's frames to the current user, on the user's loop. */
+  private final class Relay extends ChannelInboundHandlerAdapter {
+    @Override
+    public void channelRead(ChannelHandlerContext ctx, Object msg) {
+      ByteBuf frame = (ByteBuf) msg;
+      ServerUser current = user;
+      if (current == null) {
+        // Nobody asked: a notice, or the server ending the session (FATAL). Not reusable either
+        // way.
+        log.debug(
+            "{}: unsolicited message '{}' while idle", PooledServer.this, (char) frame.getByte(0));
+        frame.release();
+        if (frame.getByte(0) == 'E') {
+          ctx.close();
+        }
+        return;
+      }
+      EventLoop loop = current.loop();
+      if (loop.inEventLoop()) {
+        current.serverFrame(frame);
+      } else {
+        loop.execute(() -> current.serverFrame(frame));
+      }
+    }
+
+    @Override
+    public void channelReadComplete(ChannelHandlerContext ctx) {
+      ServerUser current = user;
+      if (current != null) {
+        EventLoop loop = current.loop();
+        if (loop.inEventLoop()) {
+          current.serverReadComplete();
+        } else {
+          loop.execute(current::serverReadComplete);
+        }
+      }
+    }
+
+    @Override
+    public void channelWritabilityChanged(ChannelHandlerContext ctx) {
+      ServerUser current = user;
+      if (current != null) {
+        boolean writable = ctx.channel().isWritable();
+        current.loop().execute(() -> current.serverWritable(writable));
+      }
+      ctx.fireChannelWritabilityChanged();
+    }
+
+    @Override
+    public void channelInactive(ChannelHandlerContext ctx) {
+      ServerUser current = user;
+      if (current != null) {
+        current.loop().execute(current::serverClosed);
+      } else {
+        pool.closed(PooledServer.this);
+      }
+    }
+
+    @Override
+    public void exceptionCaught(ChannelHandlerContext ctx, Throwable cause) {
+      log.debug("{}: {}", PooledServer.this, cause.toString());
+      ctx.close();
+    }
+  }
+}

@@ -1,0 +1,84 @@
+package org.cryoprotect.proxy.pool;
+
+import io.netty.channel.EventLoop;
+import io.netty.util.concurrent.ScheduledFuture;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+import org.cryoprotect.proxy.backend.ServerConnector;
+import org.cryoprotect.proxy.config.ProxyConfig;
+import org.cryoprotect.proxy.config.ProxyConfig.Database;
+
+/**
+ * Every server pool of the proxy, created on first use, plus the per-database connection cap and a
+ * once-a-second maintenance pass (lifetime, idle timeout, min idle).
+ */
+public final class Pools implements AutoCloseable {
+  private final ProxyConfig config;
+  private final ServerConnector connector;
+  private final ConcurrentHashMap<PoolKey, ServerPool> pools = new ConcurrentHashMap<>();
+  private final ConcurrentHashMap<String, AtomicInteger> perDatabase = new ConcurrentHashMap<>();
+  private final PreparedRegistry prepared = new PreparedRegistry();
+  private final ScheduledFuture<?> maintenance;
+
+  public Pools(ProxyConfig config, ServerConnector connector, EventLoop maintenanceLoop) {
+    this.config = config;
+    this.connector = connector;
+    this.maintenance =
+        maintenanceLoop.scheduleWithFixedDelay(
+            () -> pools.values().forEach(p -> p.maintain(maintenanceLoop)), 1, 1, TimeUnit.SECONDS);
+  }
+
+  public ProxyConfig config() {
+    return config;
+  }
+
+  ServerConnector connector() {
+    return connector;
+  }
+
+  public PreparedRegistry prepared() {
+    return prepared;
+  }
+
+  public ServerPool pool(Database database, String role) {
+    PoolKey key = new PoolKey(database.primary(), database.name(), role);
+    return pools.computeIfAbsent(key, k -> new ServerPool(k, this, config.poolSize(database)));
+  }
+
+  /** Counts one more connection to {@code database} unless that would pass its cap. */
+  boolean tryOpen(String database) {
+    int cap = config.pool().maxDbConnections();
+    AtomicInteger count = count(database);
+    while (true) {
+      int now = count.get();
+      if (cap > 0 && now >= cap) {
+        return false;
+      }
+      if (count.compareAndSet(now, now + 1)) {
+        return true;
+      }
+    }
+  }
+
+  void opened(String database, int delta) {
+    count(database).addAndGet(delta);
+  }
+
+  private AtomicInteger count(String database) {
+    return perDatabase.computeIfAbsent(database, d -> new AtomicInteger());
+  }
+
+  public List<ServerPool.Stats> stats() {
+    List<ServerPool.Stats> all = new ArrayList<>();
+    pools.values().forEach(p -> all.add(p.stats()));
+    return all;
+  }
+
+  @Override
+  public void close() {
+    maintenance.cancel(false);
+  }
+}

@@ -1,0 +1,35 @@
+package org.cryoprotect.proxy.pool;
+
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.atomic.AtomicLong;
+import org.cryoprotect.proxy.protocol.frontend.Parse;
+
+/**
+ * Proxy-wide names for prepared statements: the same query text with the same parameter types gets
+ * the same name on every server connection, whichever client prepared it under whatever name. A
+ * server connection that already has the name skips the Parse.
+ *
+ * <p>Entries are never removed: a name must keep meaning one query for the life of the process. The
+ * registry grows with the number of distinct prepared queries, which is small for applications that
+ * prepare (they use placeholders); its size is exported as a metric.
+ */
+public final class PreparedRegistry {
+  private final ConcurrentHashMap<Parse, Entry> byQuery = new ConcurrentHashMap<>();
+  private final AtomicLong next = new AtomicLong();
+
+  /** One distinct statement: {@code parse} is the Parse to send a server, under the proxy name. */
+  public record Entry(String name, Parse parse, SqlScan.Effects effects) {}
+
+  public Entry register(String query, int[] paramTypes) {
+    return byQuery.computeIfAbsent(
+        new Parse("", query, paramTypes),
+        key -> {
+          String name = "cryoproxy_" + next.incrementAndGet();
+          return new Entry(name, new Parse(name, query, paramTypes), SqlScan.scan(query));
+        });
+  }
+
+  public int size() {
+    return byQuery.size();
+  }
+}

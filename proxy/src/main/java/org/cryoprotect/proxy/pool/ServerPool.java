@@ -1,0 +1,389 @@
+package org.cryoprotect.proxy.pool;
+
+import io.netty.channel.EventLoop;
+import io.netty.util.concurrent.Future;
+import io.netty.util.concurrent.Promise;
+import io.netty.util.concurrent.ScheduledFuture;
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.Iterator;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.TimeUnit;
+import org.cryoprotect.proxy.backend.ServerConnection;
+import org.cryoprotect.proxy.backend.ServerCredentials;
+import org.cryoprotect.proxy.backend.ServerException;
+import org.cryoprotect.proxy.config.ProxyConfig.Pool;
+import org.cryoprotect.proxy.protocol.SqlState;
+import org.cryoprotect.proxy.protocol.frontend.StartupMessage;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The server connections of one {@link PoolKey}: idle ones (most recently used first), clients
+ * waiting in arrival order, and the count of open or opening connections against the limits.
+ *
+ * <p>Every method takes the pool's lock for a few field updates only; connecting, closing and
+ * completing a waiter's promise happen outside it or are asynchronous.
+ */
+public final class ServerPool {
+  private static final Logger log = LoggerFactory.getLogger(ServerPool.class);
+
+  private final PoolKey key;
+  private final Pools pools;
+  private final int size;
+  private final ArrayDeque<PooledServer> idle = new ArrayDeque<>();
+  private final ArrayDeque<Waiter> waiters = new ArrayDeque<>();
+  private int open; // logged in or logging in, idle or not
+  private int opening;
+  private ServerCredentials credentials;
+  private StartupMessage startup;
+  private final java.util.concurrent.ConcurrentHashMap<Map<String, String>, Map<String, String>>
+      welcomes = new java.util.concurrent.ConcurrentHashMap<>();
+
+  // Statistics for SHOW POOLS / SHOW STATS and metrics; written under the lock.
+  private long checkouts;
+  private long waitedNanosTotal;
+  private long maxWaitNanos;
+  private long timeouts;
+
+  private final class Waiter {
+    final Promise<PooledServer> promise;
+    final EventLoop loop;
+    final long since = System.nanoTime();
+    ScheduledFuture<?> timeout;
+    ScheduledFuture<?> reserve;
+
+    Waiter(Promise<PooledServer> promise, EventLoop loop) {
+      this.promise = promise;
+      this.loop = loop;
+    }
+  }
+
+  ServerPool(PoolKey key, Pools pools, int size) {
+    this.key = key;
+    this.pools = pools;
+    this.size = size;
+  }
+
+  public PoolKey key() {
+    return key;
+  }
+
+  public int size() {
+    return size;
+  }
+
+  private Pool limits() {
+    return pools.config().pool();
+  }
+
+  /**
+   * A server connection for a client on {@code loop}: an idle one (preferring one on the same
+   * loop), a new one while the pool is below its size, or the next one released. Fails with 53300
+   * after {@code pool.wait_timeout}, or with the server's error when no connection can be opened.
+   */
+  public Future<PooledServer> acquire(
+      EventLoop loop, StartupMessage startup, ServerCredentials credentials) {
+    Promise<PooledServer> promise = loop.newPromise();
+    boolean connect = false;
+    List<PooledServer> stale = new ArrayList<>();
+    synchronized (this) {
+      this.startup = startup;
+      this.credentials = credentials;
+      PooledServer server = takeIdle(loop, stale);
+      if (server != null) {
+        checkouts++;
+        promise.setSuccess(server);
+      } else if (tryReserve(0)) {
+        connect = true;
+      } else {
+        Waiter waiter = new Waiter(promise, loop);
+        waiters.add(waiter);
+        waiter.timeout =
+            loop.schedule(
+                () -> timedOut(waiter), limits().waitTimeout().toMillis(), TimeUnit.MILLISECONDS);
+        if (limits().reserveSize() > 0) {
+          waiter.reserve =
+              loop.schedule(
+                  () -> reserveFor(waiter),
+                  limits().reserveTimeout().toMillis(),
+                  TimeUnit.MILLISECONDS);
+        }
+      }
+    }
+    stale.forEach(s -> s.channel().close());
+    if (connect) {
+      open(loop, promise);
+    }
+    return promise;
+  }
+
+  /** Under the lock: the freshest usable idle connection, preferring {@code loop}'s own. */
+  private PooledServer takeIdle(EventLoop loop, List<PooledServer> stale) {
+    long now = System.nanoTime();
+    long lifetime = limits().serverLifetime().toNanos();
+    for (Iterator<PooledServer> it = idle.iterator(); it.hasNext(); ) {
+      PooledServer s = it.next();
+      if (!s.isUsable() || s.ageNanos(now) > lifetime) {
+        it.remove();
+        forget(s);
+        stale.add(s);
+      }
+    }
+    for (Iterator<PooledServer> it = idle.iterator(); it.hasNext(); ) {
+      PooledServer s = it.next();
+      if (s.loop() == loop) {
+        it.remove();
+        return s;
+      }
+    }
+    return idle.pollFirst();
+  }
+
+  /** Under the lock: counts one more connection if the pool and the database cap allow it. */
+  private boolean tryReserve(int extra) {
+    if (open >= size + extra || !pools.tryOpen(key.database())) {
+      return false;
+    }
+    open++;
+    opening++;
+    return true;
+  }
+
+  /** Under the lock: stop counting a connection, exactly once. */
+  private void forget(PooledServer s) {
+    if (!s.forgotten) {
+      s.forgotten = true;
+      open--;
+      pools.opened(key.database(), -1);
+    }
+  }
+
+  private void open(EventLoop loop, Promise<PooledServer> promise) {
+    StartupMessage login;
+    ServerCredentials creds;
+    synchronized (this) {
+      login = startup;
+      creds = credentials;
+    }
+    pools
+        .connector()
+        .connect(loop, key.node(), login, creds)
+        .addListener(
+            (Future<ServerConnection> f) -> {
+              if (f.isSuccess()) {
+                PooledServer server = new PooledServer(f.getNow(), this);
+                synchronized (this) {
+                  opening--;
+                  checkouts++;
+                }
+                if (!promise.trySuccess(server)) {
+                  release(server); // the client gave up meanwhile: someone else may use it
+                }
+              } else {
+                List<Waiter> failed = new ArrayList<>();
+                synchronized (this) {
+                  opening--;
+                  open--;
+                  pools.opened(key.database(), -1);
+                  if (open == 0) {
+                    // Nothing will ever be released: waiting clients learn the reason now.
+                    failed.addAll(waiters);
+                    waiters.clear();
+                  }
+                }
+                promise.tryFailure(f.cause());
+                for (Waiter w : failed) {
+                  cancelTimers(w);
+                  w.promise.tryFailure(f.cause());
+                }
+              }
+            });
+  }
+
+  /** A clean server connection comes back: to the longest waiter, or to the idle list. */
+  public void release(PooledServer server) {
+    server.detach();
+    if (!server.isUsable()
+        || server.ageNanos(System.nanoTime()) > limits().serverLifetime().toNanos()) {
+      discard(server);
+      return;
+    }
+    while (true) {
+      Waiter next;
+      synchronized (this) {
+        next = waiters.pollFirst();
+        if (next == null) {
+          server.idleSinceNanos = System.nanoTime();
+          idle.addFirst(server);
+          return;
+        }
+        long waited = System.nanoTime() - next.since;
+        checkouts++;
+        waitedNanosTotal += waited;
+        maxWaitNanos = Math.max(maxWaitNanos, waited);
+      }
+      cancelTimers(next);
+      if (next.promise.trySuccess(server)) {
+        return;
+      }
+    }
+  }
+
+  /** Closes a connection whose state is unknown, and opens a replacement for a waiting client. */
+  public void discard(PooledServer server) {
+    server.detach();
+    server.channel().close();
+    closed(server);
+  }
+
+  /** The server connection is gone (closed by either side); forget it once. */
+  void closed(PooledServer server) {
+    Waiter next = null;
+    synchronized (this) {
+      boolean wasIdle = idle.remove(server);
+      forget(server);
+      if (!waiters.isEmpty() && tryReserve(0)) {
+        next = waiters.pollFirst();
+      }
+      if (wasIdle) {
+        log.debug("{}: idle server connection closed", server);
+      }
+    }
+    if (next != null) {
+      cancelTimers(next);
+      open(next.loop, next.promise);
+    }
+  }
+
+  private void timedOut(Waiter waiter) {
+    synchronized (this) {
+      if (!waiters.remove(waiter)) {
+        return;
+      }
+      timeouts++;
+    }
+    cancelTimers(waiter);
+    waiter.promise.tryFailure(
+        new ServerException(
+            SqlState.TOO_MANY_CONNECTIONS,
+            "no server connection for "
+                + key
+                + " became free within "
+                + limits().waitTimeout().toMillis()
+                + " ms (pool size "
+                + size
+                + ")"));
+  }
+
+  /** After {@code reserve_timeout}, a waiting client may use one of the reserve connections. */
+  private void reserveFor(Waiter waiter) {
+    synchronized (this) {
+      if (!waiters.contains(waiter) || !tryReserve(limits().reserveSize())) {
+        return;
+      }
+      waiters.remove(waiter);
+    }
+    cancelTimers(waiter);
+    log.info(
+        "{}: client waited {} ms, opening a reserve connection",
+        key,
+        limits().reserveTimeout().toMillis());
+    open(waiter.loop, waiter.promise);
+  }
+
+  private static void cancelTimers(Waiter w) {
+    if (w.timeout != null) {
+      w.timeout.cancel(false);
+    }
+    if (w.reserve != null) {
+      w.reserve.cancel(false);
+    }
+  }
+
+  /** Closes idle connections past their lifetime or idle timeout, keeping {@code min_idle}. */
+  void maintain(EventLoop loop) {
+    List<PooledServer> close = new ArrayList<>();
+    long now = System.nanoTime();
+    boolean fill = false;
+    synchronized (this) {
+      for (Iterator<PooledServer> it = idle.descendingIterator(); it.hasNext(); ) {
+        PooledServer s = it.next();
+        boolean expired = s.ageNanos(now) > limits().serverLifetime().toNanos();
+        boolean tooIdle =
+            now - s.idleSinceNanos > limits().serverIdleTimeout().toNanos()
+                && idle.size() - close.size() > limits().minIdle();
+        if (!s.isUsable() || expired || tooIdle) {
+          it.remove();
+          forget(s);
+          close.add(s);
+        }
+      }
+      fill = credentials != null && idle.size() + opening < limits().minIdle() && tryReserve(0);
+    }
+    close.forEach(s -> s.channel().close());
+    if (fill) {
+      Promise<PooledServer> promise = loop.newPromise();
+      promise.addListener(
+          (Future<PooledServer> f) -> {
+            if (f.isSuccess()) {
+              release(f.getNow());
+            }
+          });
+      open(loop, promise);
+    }
+  }
+
+  /**
+   * The ParameterStatus values to greet a client with, learned from the first login with the same
+   * session settings, so that later logins need no server connection. Null when not known yet.
+   */
+  public Map<String, String> welcome(Map<String, String> settings) {
+    return welcomes.get(settings);
+  }
+
+  public void welcome(Map<String, String> settings, Map<String, String> parameters) {
+    if (welcomes.size() < 256) { // bounded: distinct settings are few in practice
+      welcomes.put(settings, Map.copyOf(parameters));
+    }
+  }
+
+  /** A consistent view for SHOW POOLS and metrics. */
+  public synchronized Stats stats() {
+    return new Stats(
+        key,
+        size,
+        open,
+        idle.size(),
+        opening,
+        waiters.size(),
+        oldestWaitNanos(),
+        checkouts,
+        waitedNanosTotal,
+        maxWaitNanos,
+        timeouts);
+  }
+
+  private long oldestWaitNanos() {
+    Waiter first = waiters.peekFirst();
+    return first == null ? 0 : System.nanoTime() - first.since;
+  }
+
+  public record Stats(
+      PoolKey key,
+      int size,
+      int open,
+      int idle,
+      int opening,
+      int waiting,
+      long oldestWaitNanos,
+      long checkouts,
+      long waitedNanosTotal,
+      long maxWaitNanos,
+      long timeouts) {
+    public int active() {
+      return open - idle - opening;
+    }
+  }
+}

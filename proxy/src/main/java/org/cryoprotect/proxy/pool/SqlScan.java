@@ -1,0 +1,227 @@
+package org.cryoprotect.proxy.pool;
+
+import java.util.EnumSet;
+import java.util.Locale;
+import java.util.Set;
+
+/**
+ * A lexical look at client SQL for what matters to pooling: statements that may change session
+ * state (so it is captured and re-applied later) and state that cannot be moved between server
+ * connections (so the client is pinned). It skips literals, quoted identifiers, comments and dollar
+ * quotes, and reads only the leading keywords of each statement: it never parses SQL.
+ *
+ * <p>A false positive costs one extra round trip or a pin, never correctness. What it cannot see is
+ * a session-level change made inside a function body (for example {@code set_config(..., false)} in
+ * PL/pgSQL); for parameters the server reports (TimeZone, DateStyle, ...) the ParameterStatus it
+ * sends still reveals the change.
+ */
+public final class SqlScan {
+  /** State that pins a client to its server connection until released. */
+  public enum Pin {
+    LISTEN,
+    TEMP_TABLE,
+    ADVISORY_LOCK,
+    HOLD_CURSOR,
+    PREPARE
+  }
+
+  /** What a query text may do; {@code releases} lists pins it lifts. */
+  public record Effects(
+      boolean changesSession, Set<Pin> pins, Set<Pin> releases, boolean dropsPreparedStatements) {
+    static final Effects NONE =
+        new Effects(false, EnumSet.noneOf(Pin.class), EnumSet.noneOf(Pin.class), false);
+
+    public boolean isNone() {
+      return !changesSession && pins.isEmpty() && releases.isEmpty() && !dropsPreparedStatements;
+    }
+  }
+
+  private SqlScan() {}
+
+  public static Effects scan(String sql) {
+    boolean session = false;
+    boolean drops = false;
+    EnumSet<Pin> pins = EnumSet.noneOf(Pin.class);
+    EnumSet<Pin> releases = EnumSet.noneOf(Pin.class);
+    String lower = sql.toLowerCase(Locale.ROOT);
+    if (lower.contains("set_config")) {
+      session = true;
+    }
+    if (lower.contains("advisory_lock")) {
+      pins.add(Pin.ADVISORY_LOCK);
+    }
+    if (lower.contains("advisory_unlock_all")) {
+      releases.add(Pin.ADVISORY_LOCK);
+    }
+    for (String[] words : new Statements(lower)) {
+      String first = words[0];
+      String second = words[1];
+      switch (first) {
+        case "set" -> {
+          if (!second.equals("local")
+              && !second.equals("transaction")
+              && !second.equals("constraints")) {
+            session = true;
+          }
+        }
+        case "reset" -> session = true;
+        case "discard" -> {
+          session = true;
+          if (second.equals("all")) {
+            releases.addAll(EnumSet.allOf(Pin.class));
+            drops = true;
+          } else if (second.equals("temp") || second.equals("temporary")) {
+            releases.add(Pin.TEMP_TABLE);
+          }
+        }
+        case "listen" -> pins.add(Pin.LISTEN);
+        case "unlisten" -> {
+          if (second.equals("*")) {
+            releases.add(Pin.LISTEN);
+          }
+        }
+        case "create" -> {
+          if (isTemp(second) || (isScope(second) && isTemp(words[2]))) {
+            pins.add(Pin.TEMP_TABLE);
+          }
+        }
+        case "declare" -> {
+          if (String.join(" ", words).contains("with hold") || hasHold(lower)) {
+            pins.add(Pin.HOLD_CURSOR);
+          }
+        }
+        case "close" -> {
+          if (second.equals("all")) {
+            releases.add(Pin.HOLD_CURSOR);
+          }
+        }
+        case "prepare" -> {
+          if (!second.equals("transaction")) {
+            pins.add(Pin.PREPARE);
+          }
+        }
+        case "deallocate" -> {
+          if (second.equals("all") || (second.equals("prepare") && words[2].equals("all"))) {
+            releases.add(Pin.PREPARE);
+            drops = true;
+          }
+        }
+        default -> {}
+      }
+    }
+    if (!session && !drops && pins.isEmpty() && releases.isEmpty()) {
+      return Effects.NONE;
+    }
+    return new Effects(session, pins, releases, drops);
+  }
+
+  private static boolean isTemp(String word) {
+    return word.equals("temp") || word.equals("temporary");
+  }
+
+  private static boolean isScope(String word) {
+    return word.equals("global") || word.equals("local") || word.equals("unlogged");
+  }
+
+  private static boolean hasHold(String lower) {
+    return lower.contains(" with hold") || lower.contains("\nwith hold");
+  }
+
+  /** The first three words of each statement, "" when absent; code only, never literals. */
+  private static final class Statements implements Iterable<String[]> {
+    private final String sql;
+
+    Statements(String sql) {
+      this.sql = sql;
+    }
+
+    @Override
+    public java.util.Iterator<String[]> iterator() {
+      java.util.List<String[]> all = new java.util.ArrayList<>();
+      String[] words = new String[] {"", "", ""};
+      int count = 0;
+      int i = 0;
+      int n = sql.length();
+      while (i < n) {
+        char c = sql.charAt(i);
+        if (c == ';') {
+          if (count > 0) {
+            all.add(words);
+          }
+          words = new String[] {"", "", ""};
+          count = 0;
+          i++;
+        } else if (c == '-' && i + 1 < n && sql.charAt(i + 1) == '-') {
+          int end = sql.indexOf('\n', i);
+          i = end < 0 ? n : end + 1;
+        } else if (c == '/' && i + 1 < n && sql.charAt(i + 1) == '*') {
+          i = skipBlockComment(i + 2);
+        } else if (c == '\'' || c == '"') {
+          int end = sql.indexOf(c, i + 1);
+          while (end > 0 && end + 1 < n && sql.charAt(end + 1) == c) {
+            end = sql.indexOf(c, end + 2); // doubled quote inside
+          }
+          i = end < 0 ? n : end + 1;
+          count = Math.max(count, 1); // a literal is part of a statement
+        } else if (c == '$' && dollarTag(i) != null) {
+          String tag = dollarTag(i);
+          int end = sql.indexOf(tag, i + tag.length());
+          i = end < 0 ? n : end + tag.length();
+          count = Math.max(count, 1);
+        } else if (Character.isLetter(c) || c == '_' || c == '*') {
+          int start = i;
+          while (i < n
+              && (Character.isLetterOrDigit(sql.charAt(i))
+                  || sql.charAt(i) == '_'
+                  || sql.charAt(i) == '*')) {
+            i++;
+          }
+          if (count < 3) {
+            words[count] = sql.substring(start, i);
+          }
+          count++;
+        } else {
+          if (!Character.isWhitespace(c) && count == 0) {
+            count = 3; // starts with punctuation, e.g. "(SELECT ...)": not one of ours
+            words = new String[] {"", "", ""};
+          }
+          i++;
+        }
+      }
+      if (count > 0) {
+        all.add(words);
+      }
+      return all.iterator();
+    }
+
+    private int skipBlockComment(int i) {
+      int depth = 1;
+      int n = sql.length();
+      while (i < n && depth > 0) {
+        if (sql.startsWith("/*", i)) {
+          depth++;
+          i += 2;
+        } else if (sql.startsWith("*/", i)) {
+          depth--;
+          i += 2;
+        } else {
+          i++;
+        }
+      }
+      return i;
+    }
+
+    /** "$tag$" starting at {@code i}, or null when this '$' is not a dollar quote. */
+    private String dollarTag(int i) {
+      int j = i + 1;
+      int n = sql.length();
+      while (j < n && (Character.isLetterOrDigit(sql.charAt(j)) || sql.charAt(j) == '_')) {
+        j++;
+      }
+      if (j < n && sql.charAt(j) == '$' && (j == i + 1 || !Character.isDigit(sql.charAt(i + 1)))) {
+        return sql.substring(i, j + 1);
+      }
+      return null;
+    }
+  }
+}
