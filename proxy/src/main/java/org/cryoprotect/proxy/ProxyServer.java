@@ -21,6 +21,8 @@ import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
+import org.cryoprotect.proxy.admin.AdminHttpServer;
+import org.cryoprotect.proxy.admin.Readiness;
 import org.cryoprotect.proxy.backend.ServerConnector;
 import org.cryoprotect.proxy.backend.ServerTlsContext;
 import org.cryoprotect.proxy.config.ProxyConfig;
@@ -29,6 +31,8 @@ import org.cryoprotect.proxy.frontend.CancelRegistry;
 import org.cryoprotect.proxy.frontend.ClientSecrets;
 import org.cryoprotect.proxy.frontend.ClientStartupHandler;
 import org.cryoprotect.proxy.frontend.Frontend;
+import org.cryoprotect.proxy.metrics.PrometheusMetrics;
+import org.cryoprotect.proxy.metrics.ProxyMetrics;
 import org.cryoprotect.proxy.protocol.SqlState;
 import org.cryoprotect.proxy.protocol.StartupDecoder;
 import org.cryoprotect.proxy.protocol.backend.ErrorResponse;
@@ -50,6 +54,8 @@ public final class ProxyServer implements AutoCloseable {
   private final ExecutorService controlPlane;
   private final Frontend frontend;
   private final Channel listener;
+  private final PrometheusMetrics metrics = new PrometheusMetrics(version());
+  private final AdminHttpServer admin; // null when the config has no admin endpoint
   private final CountDownLatch terminated = new CountDownLatch(1);
 
   private ProxyServer(ProxyConfig config) throws Exception {
@@ -96,6 +102,10 @@ public final class ProxyServer implements AutoCloseable {
               .bind(config.listen().host(), config.listen().port())
               .sync()
               .channel();
+      this.admin =
+          config.admin() == null
+              ? null
+              : AdminHttpServer.start(config.admin(), metrics.registry(), Readiness.ALWAYS_READY);
     } catch (Exception e) {
       releaseResources();
       throw e;
@@ -125,6 +135,21 @@ public final class ProxyServer implements AutoCloseable {
     return (InetSocketAddress) listener.localAddress();
   }
 
+  /** Where {@code /metrics} and {@code /health/*} are served, or null without an admin endpoint. */
+  public InetSocketAddress adminAddress() {
+    return admin == null ? null : admin.address();
+  }
+
+  /** The metrics every part of the proxy reports to. */
+  public ProxyMetrics metrics() {
+    return metrics;
+  }
+
+  private static String version() {
+    String version = ProxyServer.class.getPackage().getImplementationVersion();
+    return version == null ? "development" : version;
+  }
+
   public ProxyConfig config() {
     return config;
   }
@@ -140,6 +165,9 @@ public final class ProxyServer implements AutoCloseable {
     }
     log.info(
         "shutting down: waiting up to {} ms for {} clients", timeout.toMillis(), clientCount());
+    if (admin != null) {
+      admin.shuttingDown();
+    }
     listener.close().syncUninterruptibly();
     long deadline = System.nanoTime() + timeout.toNanos();
     while (!frontend.clients().isEmpty() && System.nanoTime() < deadline) {
@@ -167,6 +195,9 @@ public final class ProxyServer implements AutoCloseable {
   }
 
   private void releaseResources() {
+    if (admin != null) {
+      admin.close();
+    }
     acceptor.shutdownGracefully(0, 2, TimeUnit.SECONDS).syncUninterruptibly();
     workers.shutdownGracefully(0, 2, TimeUnit.SECONDS).syncUninterruptibly();
     controlPlane.shutdownNow();

@@ -1,5 +1,7 @@
 package org.cryoprotect.proxy.testing;
 
+import java.net.InetSocketAddress;
+import java.net.URI;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.sql.Connection;
@@ -14,6 +16,8 @@ import org.cryoprotect.proxy.config.ProxyConfig;
 
 /** An in-process proxy started from YAML text, on an ephemeral port. */
 public final class RunningProxy implements AutoCloseable {
+  private static final String ADMIN = "admin: { host: 127.0.0.1, port: 0 }\n";
+
   private final ProxyServer server;
   private final Path dir;
 
@@ -22,11 +26,16 @@ public final class RunningProxy implements AutoCloseable {
     this.dir = dir;
   }
 
-  /** {@code yaml} should leave {@code listen} out (an ephemeral loopback port is used). */
+  /**
+   * {@code yaml} should leave {@code listen} out (an ephemeral loopback port is used); {@code
+   * admin} too, unless the test is about it: the admin endpoint also gets an ephemeral port, so
+   * that tests never fight over the default 9187.
+   */
   public static RunningProxy start(String yaml) throws Exception {
     Path dir = Files.createTempDirectory("cryoproxy-test");
     Path file = dir.resolve("cryoproxy.yaml");
-    Files.writeString(file, "listen: { host: 127.0.0.1, port: 0 }\n" + yaml);
+    String admin = yaml.lines().anyMatch(l -> l.startsWith("admin:")) ? "" : ADMIN;
+    Files.writeString(file, "listen: { host: 127.0.0.1, port: 0 }\n" + admin + yaml);
     ProxyConfig config = ConfigLoader.load(file, Map.of());
     return new RunningProxy(ProxyServer.start(config), dir);
   }
@@ -50,6 +59,12 @@ public final class RunningProxy implements AutoCloseable {
 
   public int port() {
     return server.address().getPort();
+  }
+
+  /** {@code http://127.0.0.1:PORT} + {@code path} on the admin endpoint. */
+  public URI adminUri(String path) {
+    InetSocketAddress admin = server.adminAddress();
+    return URI.create("http://" + admin.getHostString() + ":" + admin.getPort() + path);
   }
 
   public String jdbcUrl(String database) {

@@ -1,0 +1,263 @@
+package org.cryoprotect.proxy.metrics;
+
+import io.prometheus.metrics.core.datapoints.CounterDataPoint;
+import io.prometheus.metrics.core.metrics.Counter;
+import io.prometheus.metrics.core.metrics.GaugeWithCallback;
+import io.prometheus.metrics.core.metrics.Histogram;
+import io.prometheus.metrics.core.metrics.Info;
+import io.prometheus.metrics.instrumentation.jvm.JvmMetrics;
+import io.prometheus.metrics.model.registry.PrometheusRegistry;
+import io.prometheus.metrics.model.snapshots.Unit;
+import java.util.Collection;
+import java.util.function.LongSupplier;
+import java.util.function.Supplier;
+
+/**
+ * {@link ProxyMetrics} on the Prometheus Java client. Each instance has its own {@link
+ * PrometheusRegistry} (never the client's static default), so several proxies, or tests, can live
+ * in one JVM. Counters and histograms are updated on the event; pool, node and prepared-statement
+ * gauges are computed when scraped.
+ *
+ * <p>Names follow PgBouncer where it has one ({@code cl_active}, {@code sv_idle}, {@code maxwait});
+ * the Prometheus client appends {@code _total} to counters and {@code _bucket}/{@code _sum}/{@code
+ * _count} to histograms itself.
+ */
+public final class PrometheusMetrics implements ProxyMetrics {
+  /** Connection acquisition: an idle connection takes microseconds, a new one milliseconds. */
+  static final double[] ACQUIRE_BUCKETS = {
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10
+  };
+
+  /** Queries and transactions: the same scale, continued to a minute for reports and batches. */
+  static final double[] DURATION_BUCKETS = {
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+    30, 60
+  };
+
+  private final PrometheusRegistry registry = new PrometheusRegistry();
+  private final ScrapeTimeGauges gauges = new ScrapeTimeGauges();
+  private volatile LongSupplier preparedStatements = () -> 0;
+
+  private final Counter logins;
+  private final Counter disconnects;
+  private final Counter authFailures;
+  private final CounterDataPoint bytesIn;
+  private final CounterDataPoint bytesOut;
+  private final Counter errors;
+  private final Counter pins;
+  private final Counter serverPrepares;
+  private final Counter preparedEvictions;
+  private final Counter breakerTransitions;
+  private final Counter retries;
+  private final Counter replays;
+  private final Counter probes;
+  private final Histogram acquire;
+  private final Histogram queries;
+  private final Histogram transactions;
+
+  /** {@code version} becomes {@code cryoproxy_build_info{version}}. */
+  public PrometheusMetrics(String version) {
+    logins = counter("cryoproxy_client_logins_total", "Client logins that succeeded", "database");
+    disconnects =
+        counter(
+            "cryoproxy_client_disconnects_total",
+            "Logged-in clients that disconnected",
+            "database");
+    authFailures =
+        counter("cryoproxy_auth_failures_total", "Client logins refused, by reason", "reason");
+    Counter bytes =
+        counter(
+            "cryoproxy_bytes_total",
+            "Bytes received from (in) and sent to (out) clients",
+            "direction");
+    bytesIn = bytes.labelValues(IN);
+    bytesOut = bytes.labelValues(OUT);
+    errors =
+        counter(
+            "cryoproxy_errors_total",
+            "Errors sent to clients, by SQLSTATE class and by who raised them (proxy or server)",
+            "class",
+            "origin");
+    pins =
+        counter(
+            "cryoproxy_pins_total",
+            "Server connections pinned to a client for the session, by reason",
+            "reason");
+    serverPrepares =
+        counter("cryoproxy_server_prepares_total", "Parse messages sent to a server to prepare");
+    preparedEvictions =
+        counter(
+            "cryoproxy_prepared_evictions_total",
+            "Statements evicted from the prepared-statement registry");
+    breakerTransitions =
+        counter(
+            "cryoproxy_breaker_transitions_total",
+            "Circuit breaker state changes per node",
+            "node",
+            "from",
+            "to");
+    retries = counter("cryoproxy_retries_total", "Connection attempts retried per node", "node");
+    replays = counter("cryoproxy_replays_total", "Statements replayed on another server", "reason");
+    probes =
+        counter(
+            "cryoproxy_probes_total",
+            "Health probes per node and result (ok, failed)",
+            "node",
+            "result");
+    acquire =
+        histogram(
+            "cryoproxy_acquire_seconds",
+            "Time a client waited for a server connection",
+            ACQUIRE_BUCKETS,
+            "database",
+            "node");
+    queries =
+        histogram(
+            "cryoproxy_query_seconds",
+            "Query duration, first message to ReadyForQuery",
+            DURATION_BUCKETS,
+            "database",
+            "route");
+    transactions =
+        histogram(
+            "cryoproxy_transaction_seconds",
+            "Transaction duration, BEGIN (or first statement) to ReadyForQuery idle",
+            DURATION_BUCKETS,
+            "database",
+            "route");
+    GaugeWithCallback.builder()
+        .name("cryoproxy_prepared_statements")
+        .help("Statements in the prepared-statement registry")
+        .callback(callback -> callback.call(preparedStatements.getAsLong()))
+        .register(registry);
+    registry.register(gauges);
+    Info build =
+        Info.builder()
+            .name("cryoproxy_build_info")
+            .help("The running CryoProxy build")
+            .labelNames("version")
+            .register(registry);
+    build.setLabelValues(version);
+    JvmMetrics.builder().register(registry);
+  }
+
+  private Counter counter(String name, String help, String... labels) {
+    return Counter.builder().name(name).help(help).labelNames(labels).register(registry);
+  }
+
+  private Histogram histogram(String name, String help, double[] buckets, String... labels) {
+    // Classic buckets only: Debian's Prometheus scrapes text and does not read native histograms.
+    return Histogram.builder()
+        .name(name)
+        .help(help)
+        .unit(Unit.SECONDS)
+        .classicOnly()
+        .classicUpperBounds(buckets)
+        .labelNames(labels)
+        .register(registry);
+  }
+
+  /** The registry the admin endpoint exposes. */
+  public PrometheusRegistry registry() {
+    return registry;
+  }
+
+  @Override
+  public void clientLogin(String database, String user) {
+    logins.labelValues(label(database)).inc();
+  }
+
+  @Override
+  public void clientLoginFailed(String reason) {
+    authFailures.labelValues(label(reason)).inc();
+  }
+
+  @Override
+  public void clientClosed(String database, String user) {
+    disconnects.labelValues(label(database)).inc();
+  }
+
+  @Override
+  public void checkout(String database, String node, long nanosWaited) {
+    acquire.labelValues(label(database), label(node)).observe(Unit.nanosToSeconds(nanosWaited));
+  }
+
+  @Override
+  public void transaction(String database, String route, long nanos) {
+    transactions.labelValues(label(database), label(route)).observe(Unit.nanosToSeconds(nanos));
+  }
+
+  @Override
+  public void query(String database, String route, long nanos) {
+    queries.labelValues(label(database), label(route)).observe(Unit.nanosToSeconds(nanos));
+  }
+
+  @Override
+  public void bytes(String direction, long n) {
+    (OUT.equals(direction) ? bytesOut : bytesIn).inc(n);
+  }
+
+  @Override
+  public void error(String sqlstateClass, String origin) {
+    String sqlClass = label(sqlstateClass);
+    if (sqlClass.length() > 2) {
+      sqlClass = sqlClass.substring(0, 2);
+    }
+    errors.labelValues(sqlClass, label(origin)).inc();
+  }
+
+  @Override
+  public void pin(String reason) {
+    pins.labelValues(label(reason)).inc();
+  }
+
+  @Override
+  public void serverPrepare() {
+    serverPrepares.inc();
+  }
+
+  @Override
+  public void preparedEviction() {
+    preparedEvictions.inc();
+  }
+
+  @Override
+  public void breakerTransition(String node, String from, String to) {
+    breakerTransitions.labelValues(label(node), label(from), label(to)).inc();
+  }
+
+  @Override
+  public void retry(String node) {
+    retries.labelValues(label(node)).inc();
+  }
+
+  @Override
+  public void replay(String reason) {
+    replays.labelValues(label(reason)).inc();
+  }
+
+  @Override
+  public void probe(String node, boolean ok) {
+    probes.labelValues(label(node), ok ? "ok" : "failed").inc();
+  }
+
+  @Override
+  public void registerPools(Supplier<? extends Collection<PoolStats>> pools) {
+    gauges.pools = pools;
+  }
+
+  @Override
+  public void registerNodes(Supplier<? extends Collection<NodeStats>> nodes) {
+    gauges.nodes = nodes;
+  }
+
+  @Override
+  public void registerPreparedStatements(LongSupplier size) {
+    preparedStatements = size;
+  }
+
+  /** The client rejects null label values; a missing name must not break the data path. */
+  static String label(String value) {
+    return value == null ? "" : value;
+  }
+}

@@ -1,0 +1,91 @@
+package org.cryoprotect.proxy.metrics;
+
+import java.util.Collection;
+import java.util.function.LongSupplier;
+import java.util.function.Supplier;
+
+/**
+ * Everything the proxy counts, as events. Call sites never see Prometheus: they call these methods
+ * and {@link #NONE} ignores them, so code and tests that do not care about metrics pass {@code
+ * NONE} (HikariCP's {@code IMetricsTracker} is the model). Label values are plain strings and
+ * should come from small sets (database names, node addresses, reasons), never from SQL text.
+ *
+ * <p>Implementations must be thread-safe and cheap: the event methods are called on Netty event
+ * loops and must never block.
+ */
+public interface ProxyMetrics {
+  /** Ignores every event. */
+  ProxyMetrics NONE = new ProxyMetrics() {};
+
+  /** {@link #bytes} direction: bytes received from clients. */
+  String IN = "in";
+
+  /** {@link #bytes} direction: bytes sent to clients. */
+  String OUT = "out";
+
+  /** {@link #error} origin: an error the proxy raised itself. */
+  String PROXY = "proxy";
+
+  /** {@link #error} origin: an ErrorResponse forwarded from PostgreSQL. */
+  String SERVER = "server";
+
+  /** Route label values: where a query or transaction ran. */
+  String PRIMARY = "primary";
+
+  String REPLICA = "replica";
+
+  default void clientLogin(String database, String user) {}
+
+  /** A login refused; {@code reason} is a short word such as {@code password} or {@code user}. */
+  default void clientLoginFailed(String reason) {}
+
+  default void clientClosed(String database, String user) {}
+
+  /** A server connection handed to a client after waiting {@code nanosWaited} (0 if idle). */
+  default void checkout(String database, String node, long nanosWaited) {}
+
+  default void transaction(String database, String route, long nanos) {}
+
+  default void query(String database, String route, long nanos) {}
+
+  /** {@code direction} is {@link #IN} or {@link #OUT}. */
+  default void bytes(String direction, long n) {}
+
+  /**
+   * An error sent to a client. {@code sqlstateClass} is the two-character class ({@code 08}, {@code
+   * 42}); a full five-character SQLSTATE is cut to its class. {@code origin} is {@link #PROXY} or
+   * {@link #SERVER}.
+   */
+  default void error(String sqlstateClass, String origin) {}
+
+  /** A server connection pinned to one client (transaction mode), with the cause. */
+  default void pin(String reason) {}
+
+  /** A Parse actually sent to a server (not answered from the prepared-statement registry). */
+  default void serverPrepare() {}
+
+  default void preparedEviction() {}
+
+  /** Circuit breaker state change; states are {@code closed}, {@code half_open}, {@code open}. */
+  default void breakerTransition(String node, String from, String to) {}
+
+  default void retry(String node) {}
+
+  default void replay(String reason) {}
+
+  /** One health probe of {@code node}. */
+  default void probe(String node, boolean ok) {}
+
+  /**
+   * Pool gauges ({@code cl_*}, {@code sv_*}, pool size, utilisation, max wait) are read from this
+   * supplier at scrape time, on the admin HTTP thread. It replaces any earlier supplier and must be
+   * safe to call from any thread.
+   */
+  default void registerPools(Supplier<? extends Collection<PoolStats>> pools) {}
+
+  /** Node gauges (breaker state, replica lag, up), read at scrape time like the pools. */
+  default void registerNodes(Supplier<? extends Collection<NodeStats>> nodes) {}
+
+  /** Size of the prepared-statement registry, read at scrape time. */
+  default void registerPreparedStatements(LongSupplier size) {}
+}
