@@ -33,6 +33,7 @@ import org.cryoprotect.proxy.frontend.ClientStartupHandler;
 import org.cryoprotect.proxy.frontend.Frontend;
 import org.cryoprotect.proxy.metrics.PrometheusMetrics;
 import org.cryoprotect.proxy.metrics.ProxyMetrics;
+import org.cryoprotect.proxy.pool.Pools;
 import org.cryoprotect.proxy.protocol.SqlState;
 import org.cryoprotect.proxy.protocol.StartupDecoder;
 import org.cryoprotect.proxy.protocol.backend.ErrorResponse;
@@ -53,6 +54,7 @@ public final class ProxyServer implements AutoCloseable {
   private final EventLoopGroup workers;
   private final ExecutorService controlPlane;
   private final Frontend frontend;
+  private Pools pools;
   private final Channel listener;
   private final PrometheusMetrics metrics = new PrometheusMetrics(version());
   private final AdminHttpServer admin; // null when the config has no admin endpoint
@@ -69,16 +71,20 @@ public final class ProxyServer implements AutoCloseable {
         Executors.newFixedThreadPool(2, new DefaultThreadFactory("cryoproxy-control", true));
     try {
       ChannelGroup clients = new DefaultChannelGroup("clients", GlobalEventExecutor.INSTANCE);
+      ServerConnector connector =
+          new ServerConnector(
+              transport,
+              new ServerTlsContext(config.serverTls()),
+              config.limits().serverConnectTimeout());
+      this.pools = new Pools(config, connector, workers.next());
       this.frontend =
           new Frontend(
               config,
               clientTls(config),
-              new ServerConnector(
-                  transport,
-                  new ServerTlsContext(config.serverTls()),
-                  config.limits().serverConnectTimeout()),
+              connector,
               new CancelRegistry(),
               new ClientSecrets(config.auth(), config.serverTls(), controlPlane),
+              pools,
               clients,
               new AtomicInteger());
       this.listener =
@@ -194,7 +200,15 @@ public final class ProxyServer implements AutoCloseable {
     log.info("shut down");
   }
 
+  /** The server pools, for the admin console and metrics. */
+  public Pools pools() {
+    return pools;
+  }
+
   private void releaseResources() {
+    if (pools != null) {
+      pools.close();
+    }
     if (admin != null) {
       admin.close();
     }

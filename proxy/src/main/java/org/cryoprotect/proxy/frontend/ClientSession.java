@@ -78,8 +78,10 @@ final class ClientSession extends ChannelInboundHandlerAdapter implements Server
     SYNC,
     QUERY,
     FUNCTION,
-    /** The proxy's own simple query (state, check, reset): its replies never reach the client. */
+    /** The proxy's own simple query (check, reset): its replies never reach the client. */
     INJECTED,
+    /** The client's session settings applied at checkout; recorded on the server when done. */
+    APPLY,
     /** The session-state snapshot query; its rows are read here. */
     SNAPSHOT,
     /** A reply the proxy owes the client without asking the server: ParseComplete. */
@@ -93,6 +95,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter implements Server
     final Kind kind;
     final boolean toClient;
     final String statement; // proxy statement name for PARSE and BIND, else null
+    PreparedRegistry.Entry entry; // for PARSE: marked verified when the server accepts it
 
     Pending(Kind kind, boolean toClient, String statement) {
       this.kind = kind;
@@ -230,6 +233,9 @@ final class ClientSession extends ChannelInboundHandlerAdapter implements Server
       }
       return;
     }
+    if (server == null && !acquiring && answeredWithoutServer(frame)) {
+      return;
+    }
     if (server == null || preparing) {
       backlog.add(frame);
       if (server == null && !acquiring) {
@@ -238,6 +244,64 @@ final class ClientSession extends ChannelInboundHandlerAdapter implements Server
       return;
     }
     sendOrRefuse(frame);
+  }
+
+  /**
+   * With no server connection and nothing outstanding, some messages need no server: Parse of a
+   * statement a server already accepted, Close of a statement, Sync and Flush. pgbench and pgJDBC
+   * prepare and close statements in separate round trips; answering those here keeps a client from
+   * borrowing (or waiting for) a server connection just to hear "ok".
+   */
+  private boolean answeredWithoutServer(ByteBuf frame) {
+    if (!transactionMode || !backlog.isEmpty()) {
+      return false;
+    }
+    try {
+      return answerWithoutServer(frame);
+    } catch (ProtocolException e) {
+      return false; // refused on the normal path
+    }
+  }
+
+  private boolean answerWithoutServer(ByteBuf frame) {
+    byte type = Frames.type(frame);
+    switch (type) {
+      case 'P' -> {
+        Parse parse = Parse.decode(Frames.body(frame));
+        if (parse.name().isEmpty()) {
+          return false;
+        }
+        PreparedRegistry.Entry entry =
+            frontend.pools().prepared().register(parse.query(), parse.paramTypes());
+        if (!entry.verified()) {
+          return false;
+        }
+        frame.release();
+        statements.put(parse.name(), entry);
+        ctx.write(Query.empty(ctx.alloc(), '1'));
+      }
+      case 'C' -> {
+        Target target = Target.decode('C', Frames.body(frame));
+        if (!target.isStatement() || target.name().isEmpty()) {
+          return false;
+        }
+        frame.release();
+        statements.remove(target.name());
+        ctx.write(Query.empty(ctx.alloc(), '3'));
+      }
+      case 'S' -> {
+        frame.release();
+        ctx.write(new ReadyForQuery(txStatus).encode(ctx.alloc()));
+      }
+      case 'H' -> {
+        frame.release();
+        ctx.flush();
+      }
+      default -> {
+        return false;
+      }
+    }
+    return true;
   }
 
   /** A body the proxy must read but cannot is a protocol violation, as the server would say. */
@@ -256,6 +320,8 @@ final class ClientSession extends ChannelInboundHandlerAdapter implements Server
   public void channelReadComplete(ChannelHandlerContext ctx) {
     if (server != null) {
       server.channel().flush();
+    } else {
+      ctx.flush(); // answers given without a server
     }
   }
 
@@ -274,7 +340,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter implements Server
     if (server != null) {
       client.server(null);
       if (copyIn) {
-        write(Query.empty(ctx.alloc(), 'f')); // CopyFail ends the COPY with an error
+        write(Query.copyFail(ctx.alloc(), "client disconnected"));
         copyIn = false;
       }
       if (midBatch) {
@@ -436,7 +502,9 @@ final class ClientSession extends ChannelInboundHandlerAdapter implements Server
     if (evicted != null) {
       closeOnServer(evicted);
     }
-    pending.add(new Pending(Kind.PARSE, clientAsked, entry.name()));
+    Pending parse = new Pending(Kind.PARSE, clientAsked, entry.name());
+    parse.entry = entry;
+    pending.add(parse);
     write(entry.parse().encode(ctx.alloc()));
   }
 
@@ -494,7 +562,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter implements Server
     String check = checkoutSql();
     if (check != null) {
       preparing = true;
-      pending.add(new Pending(Kind.INJECTED, false, null));
+      pending.add(new Pending(check.equals(";") ? Kind.INJECTED : Kind.APPLY, false, null));
       write(Query.encode(ctx.alloc(), check));
       server.channel().flush();
     } else {
@@ -660,6 +728,11 @@ final class ClientSession extends ChannelInboundHandlerAdapter implements Server
         snapshot.put(snapshotRow.get(0), snapshotRow.get(1));
       } else if (type == 'G') {
         copyIn = true;
+        if (closing) {
+          write(Query.copyFail(ctx.alloc(), "client disconnected")); // nobody sends the data
+          server.channel().flush();
+          copyIn = false;
+        }
       } else if (type == 'C' && head.toClient) {
         commandComplete(frame);
       } else if (type == 'Z') {
@@ -693,7 +766,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter implements Server
       case DESCRIBE -> type == 'T' || type == 'n';
       case EXECUTE -> type == 'C' || type == 'I' || type == 's';
       case CLOSE -> type == '3';
-      case SYNC, QUERY, FUNCTION, INJECTED, SNAPSHOT -> type == 'Z';
+      case SYNC, QUERY, FUNCTION, INJECTED, APPLY, SNAPSHOT -> type == 'Z';
       case LOCAL_PARSE_COMPLETE, LOCAL_CLOSE_COMPLETE -> false;
     };
   }
@@ -711,7 +784,11 @@ final class ClientSession extends ChannelInboundHandlerAdapter implements Server
   }
 
   private void finished(Pending done) {
-    if (done.kind == Kind.SNAPSHOT) {
+    if (done.kind == Kind.PARSE && done.entry != null) {
+      done.entry.verified(true);
+    } else if (done.kind == Kind.APPLY) {
+      server.applied(desired);
+    } else if (done.kind == Kind.SNAPSHOT) {
       Map<String, String> now = Map.copyOf(snapshot);
       server.applied(now);
       // RESET restores the startup value, as on a direct connection.
@@ -748,7 +825,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter implements Server
    * everything up to Sync, so what the proxy queued for those messages is dropped as well.
    */
   private void serverError(ByteBuf frame, Pending head) {
-    if (head.kind == Kind.INJECTED || head.kind == Kind.SNAPSHOT) {
+    if (head.kind == Kind.INJECTED || head.kind == Kind.APPLY || head.kind == Kind.SNAPSHOT) {
       ErrorResponse error = ErrorResponse.decode('E', Frames.body(frame));
       frame.release();
       log.warn("{}: the proxy's own query failed: {}", server, error);
@@ -820,6 +897,11 @@ final class ClientSession extends ChannelInboundHandlerAdapter implements Server
 
   /** The client left: roll back, reset what cannot be kept, and give the connection back. */
   private void cleanUpAfterClient() {
+    if (snapshotNeeded) {
+      // The client may have changed settings it never told us about: re-apply before reuse.
+      snapshotNeeded = false;
+      server.applied(null);
+    }
     if (txStatus != ReadyForQuery.IDLE) {
       inject("ROLLBACK");
       return;

@@ -17,8 +17,43 @@ public final class PreparedRegistry {
   private final ConcurrentHashMap<Parse, Entry> byQuery = new ConcurrentHashMap<>();
   private final AtomicLong next = new AtomicLong();
 
-  /** One distinct statement: {@code parse} is the Parse to send a server, under the proxy name. */
-  public record Entry(String name, Parse parse, SqlScan.Effects effects) {}
+  /**
+   * One distinct statement: {@code parse} is the Parse to send a server, under the proxy name. Once
+   * a server accepted it ({@link #verified}), a client's Parse of the same text is answered by the
+   * proxy without borrowing a server connection.
+   */
+  public static final class Entry {
+    private final String name;
+    private final Parse parse;
+    private final SqlScan.Effects effects;
+    private volatile boolean verified;
+
+    Entry(String name, Parse parse, SqlScan.Effects effects) {
+      this.name = name;
+      this.parse = parse;
+      this.effects = effects;
+    }
+
+    public String name() {
+      return name;
+    }
+
+    public Parse parse() {
+      return parse;
+    }
+
+    public SqlScan.Effects effects() {
+      return effects;
+    }
+
+    public boolean verified() {
+      return verified;
+    }
+
+    public void verified(boolean accepted) {
+      this.verified = accepted;
+    }
+  }
 
   public Entry register(String query, int[] paramTypes) {
     return byQuery.computeIfAbsent(

@@ -66,9 +66,22 @@ class ClientToolsIT {
   record Result(int exit, String output) {}
 
   static Result run(String... command) throws IOException, InterruptedException {
+    return runOn(proxy, "bench", command);
+  }
+
+  /** pgbench against {@code database} through {@code proxy}. */
+  static Result pgbench(RunningProxy proxy, String database, String... args)
+      throws IOException, InterruptedException {
+    List<String> command = new ArrayList<>(List.of(tool("pgbench").toString()));
+    command.addAll(List.of(args));
+    return runOn(proxy, database, command.toArray(String[]::new));
+  }
+
+  static Result runOn(RunningProxy proxy, String database, String... command)
+      throws IOException, InterruptedException {
     List<String> args = new ArrayList<>(List.of(command));
     args.addAll(List.of("-h", "127.0.0.1", "-p", String.valueOf(proxy.port()), "-U", "postgres"));
-    args.add("bench");
+    args.add(database);
     ProcessBuilder builder = new ProcessBuilder(args).redirectErrorStream(true);
     builder.environment().put("PGSSLMODE", "disable");
     builder.environment().put("PGCONNECT_TIMEOUT", "10");

@@ -28,6 +28,14 @@ public final class Query {
     return Frames.finish(buf, at);
   }
 
+  /** CopyFail ('f'): ends a COPY FROM STDIN with an error. */
+  public static ByteBuf copyFail(ByteBufAllocator alloc, String reason) {
+    ByteBuf buf = alloc.buffer(Frames.HEADER + reason.length() + 1);
+    int at = Frames.begin(buf, 'f');
+    Frames.writeCString(buf, reason);
+    return Frames.finish(buf, at);
+  }
+
   /** A message with an empty body: Sync ('S'), Flush ('H'), and the backend's completions. */
   public static ByteBuf empty(ByteBufAllocator alloc, char type) {
     ByteBuf buf = alloc.buffer(Frames.HEADER);
