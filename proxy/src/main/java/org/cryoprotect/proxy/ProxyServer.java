@@ -15,7 +15,10 @@ import io.netty.handler.ssl.SslContextBuilder;
 import io.netty.util.concurrent.DefaultThreadFactory;
 import io.netty.util.concurrent.GlobalEventExecutor;
 import java.net.InetSocketAddress;
+import java.nio.file.Path;
 import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
@@ -25,6 +28,7 @@ import org.cryoprotect.proxy.admin.AdminHttpServer;
 import org.cryoprotect.proxy.admin.Readiness;
 import org.cryoprotect.proxy.backend.ServerConnector;
 import org.cryoprotect.proxy.backend.ServerTlsContext;
+import org.cryoprotect.proxy.config.ConfigLoader;
 import org.cryoprotect.proxy.config.ProxyConfig;
 import org.cryoprotect.proxy.config.ProxyConfig.ClientTlsMode;
 import org.cryoprotect.proxy.frontend.CancelRegistry;
@@ -55,6 +59,7 @@ public final class ProxyServer implements AutoCloseable {
   private final ExecutorService controlPlane;
   private final Frontend frontend;
   private Pools pools;
+  private volatile Path configFile;
   private final Channel listener;
   private final PrometheusMetrics metrics = new PrometheusMetrics(version());
   private final AdminHttpServer admin; // null when the config has no admin endpoint
@@ -79,14 +84,30 @@ public final class ProxyServer implements AutoCloseable {
       this.pools = new Pools(config, connector, workers.next());
       this.frontend =
           new Frontend(
-              config,
               clientTls(config),
               connector,
               new CancelRegistry(),
               new ClientSecrets(config.auth(), config.serverTls(), controlPlane),
               pools,
+              metrics,
               clients,
-              new AtomicInteger());
+              new AtomicInteger(),
+              new Frontend.AdminActions() {
+                @Override
+                public String reload() throws Exception {
+                  return ProxyServer.this.reload();
+                }
+
+                @Override
+                public void shutdown() {
+                  Thread t =
+                      new Thread(
+                          () -> ProxyServer.this.shutdown(config.limits().shutdownTimeout()),
+                          "cryoproxy-admin-shutdown");
+                  t.setDaemon(true);
+                  t.start();
+                }
+              });
       this.listener =
           new ServerBootstrap()
               .group(acceptor, workers)
@@ -127,6 +148,46 @@ public final class ProxyServer implements AutoCloseable {
     return new ProxyServer(config);
   }
 
+  /** Starts from a file, which RELOAD and SIGHUP read again. */
+  public static ProxyServer start(Path configFile) throws Exception {
+    ProxyServer server = new ProxyServer(ConfigLoader.load(configFile));
+    server.configFile = configFile;
+    return server;
+  }
+
+  /**
+   * Re-reads the configuration file and applies what can change without dropping clients: pool
+   * limits and modes, databases, users. The listener, TLS and authentication keep their values
+   * until a restart; a change there is reported, not applied.
+   */
+  public synchronized String reload() throws Exception {
+    if (configFile == null) {
+      throw new IllegalStateException("the proxy was not started from a file");
+    }
+    ProxyConfig next = ConfigLoader.load(configFile);
+    ProxyConfig now = pools.config();
+    List<String> ignored = new ArrayList<>();
+    if (!next.listen().equals(now.listen())) {
+      ignored.add("listen");
+    }
+    if (!next.admin().equals(now.admin())) {
+      ignored.add("admin");
+    }
+    if (!next.auth().equals(now.auth())) {
+      ignored.add("auth");
+    }
+    if (!next.clientTls().equals(now.clientTls()) || !next.serverTls().equals(now.serverTls())) {
+      ignored.add("tls");
+    }
+    pools.reconfigure(next);
+    String result =
+        "configuration reloaded from "
+            + configFile
+            + (ignored.isEmpty() ? "" : "; restart needed for " + String.join(", ", ignored));
+    log.info(result);
+    return result;
+  }
+
   private static SslContext clientTls(ProxyConfig config) throws Exception {
     if (config.clientTls().mode() == ClientTlsMode.DISABLE) {
       return null;
@@ -156,8 +217,9 @@ public final class ProxyServer implements AutoCloseable {
     return version == null ? "development" : version;
   }
 
+  /** The configuration now in force (RELOAD replaces it). */
   public ProxyConfig config() {
-    return config;
+    return pools.config();
   }
 
   /** Clients that completed login and are connected now. */

@@ -31,20 +31,40 @@ public final class Main {
 
     @Override
     public Integer call() throws Exception {
-      ProxyConfig loaded;
+      ProxyServer server;
       try {
-        loaded = ConfigLoader.load(config);
+        server = ProxyServer.start(config);
       } catch (ConfigException e) {
         System.err.println("cryoproxy: invalid configuration: " + e.getMessage());
         return CONFIG_ERROR;
       }
-      ProxyServer server = ProxyServer.start(loaded);
       Runtime.getRuntime()
           .addShutdownHook(
               new Thread(
-                  () -> server.shutdown(loaded.limits().shutdownTimeout()), "cryoproxy-shutdown"));
+                  () -> server.shutdown(server.config().limits().shutdownTimeout()),
+                  "cryoproxy-shutdown"));
+      reloadOnSighup(server);
       server.awaitTermination();
       return 0;
+    }
+  }
+
+  /** SIGHUP re-reads the configuration file, as PgBouncer does; a bad file changes nothing. */
+  @SuppressWarnings("restriction")
+  private static void reloadOnSighup(ProxyServer server) {
+    try {
+      sun.misc.Signal.handle(
+          new sun.misc.Signal("HUP"),
+          signal -> {
+            try {
+              server.reload();
+            } catch (Exception e) {
+              org.slf4j.LoggerFactory.getLogger(Main.class)
+                  .error("reload failed, configuration unchanged: {}", e.getMessage());
+            }
+          });
+    } catch (IllegalArgumentException | UnsupportedOperationException e) {
+      // no SIGHUP on this platform: RELOAD in the admin console still works
     }
   }
 

@@ -232,6 +232,10 @@ final class ClientAuthHandler extends ChannelInboundHandlerAdapter {
    */
   private void connect(ChannelHandlerContext ctx, ServerCredentials credentials) {
     state = State.CONNECTING;
+    if (client.admin()) {
+      ctx.pipeline().replace(this, "admin", new AdminConsole(frontend, client));
+      return;
+    }
     Database db = client.database();
     String role = db.user() != null ? db.user() : client.user();
     Map<String, String> parameters = new LinkedHashMap<>();

@@ -25,6 +25,7 @@ public final class ClientConnection {
   private final Channel channel;
   private final BackendKeyData keyData;
   private final long openedNanos = System.nanoTime();
+  private final long openedMillis = System.currentTimeMillis();
   private StartupMessage startup;
   private Database database;
   // Volatile: a CancelRequest arrives on another connection and reads it from its own loop.
@@ -32,6 +33,7 @@ public final class ClientConnection {
   private ScheduledFuture<?> loginTimeout;
   private String closeReason = "client disconnected";
   private boolean tls;
+  private boolean admin;
 
   ClientConnection(Channel channel, BackendKeyData keyData) {
     this.channel = channel;
@@ -40,6 +42,10 @@ public final class ClientConnection {
 
   public Channel channel() {
     return channel;
+  }
+
+  public long openedMillis() {
+    return openedMillis;
   }
 
   public BackendKeyData keyData() {
@@ -69,6 +75,14 @@ public final class ClientConnection {
 
   void server(ServerConnection server) {
     this.server = server;
+  }
+
+  boolean admin() {
+    return admin;
+  }
+
+  void admin(boolean admin) {
+    this.admin = admin;
   }
 
   boolean tls() {

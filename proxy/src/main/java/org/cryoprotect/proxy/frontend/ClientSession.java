@@ -16,6 +16,7 @@ import java.util.Map;
 import java.util.concurrent.TimeUnit;
 import org.cryoprotect.proxy.backend.ServerCredentials;
 import org.cryoprotect.proxy.backend.ServerException;
+import org.cryoprotect.proxy.pool.PoolClient;
 import org.cryoprotect.proxy.pool.PooledServer;
 import org.cryoprotect.proxy.pool.PreparedRegistry;
 import org.cryoprotect.proxy.pool.ServerPool;
@@ -53,7 +54,7 @@ import org.slf4j.LoggerFactory;
  *
  * <p>Confined to the client's event loop: the pool delivers server frames here too.
  */
-final class ClientSession extends ChannelInboundHandlerAdapter implements ServerUser {
+final class ClientSession extends ChannelInboundHandlerAdapter implements ServerUser, PoolClient {
   private static final Logger log = LoggerFactory.getLogger(ClientSession.class);
 
   /** Startup parameters that are not session settings. */
@@ -133,6 +134,11 @@ final class ClientSession extends ChannelInboundHandlerAdapter implements Server
   private List<String> snapshotRow;
   private Map<String, String> snapshot;
   private ScheduledFuture<?> drainDeadline;
+  private long acquireStart;
+  private long queryStart; // first client message since the last ReadyForQuery, or 0
+  private long xactStart; // first client message since the last ReadyForQuery 'I', or 0
+  private volatile String state = "idle"; // for SHOW CLIENTS, read from other threads
+  private volatile int serverPid;
 
   ClientSession(
       ClientConnection client,
@@ -198,6 +204,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter implements Server
 
   private void greet(Map<String, String> parameters) {
     loginPending = false;
+    pool.joined(this);
     frontend.loggedIn().incrementAndGet();
     client.loggedIn();
     ctx.write(new AuthenticationOk().encode(ctx.alloc()));
@@ -336,6 +343,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter implements Server
   @Override
   public void channelInactive(ChannelHandlerContext ctx) {
     closing = true;
+    pool.left(this);
     releaseBacklog();
     if (server != null) {
       client.server(null);
@@ -383,6 +391,14 @@ final class ClientSession extends ChannelInboundHandlerAdapter implements Server
   /** One client frame to the linked server, rewritten where prepared statements need it. */
   private void send(ByteBuf frame) {
     byte type = Frames.type(frame);
+    pool.received(frame.readableBytes());
+    long now = System.nanoTime();
+    if (queryStart == 0) {
+      queryStart = now;
+    }
+    if (xactStart == 0) {
+      xactStart = now;
+    }
     switch (type) {
       case 'Q' -> {
         String sql = Query.textOrNull(frame); // malformed: the server answers for itself
@@ -541,12 +557,21 @@ final class ClientSession extends ChannelInboundHandlerAdapter implements Server
 
   private void acquire() {
     acquiring = true;
+    state = "waiting";
+    acquireStart = System.nanoTime();
     ctx.channel().config().setAutoRead(false);
     pool.acquire(loop(), serverStartup, credentials).addListener(this::acquired);
   }
 
   private void acquired(Future<? super PooledServer> f) {
     acquiring = false;
+    state = f.isSuccess() ? "active" : "idle";
+    frontend
+        .metrics()
+        .checkout(
+            client.database().name(),
+            pool.key().node().toString(),
+            System.nanoTime() - acquireStart);
     if (!f.isSuccess()) {
       acquireFailed(f.cause());
       return;
@@ -557,6 +582,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter implements Server
       return;
     }
     server = s;
+    serverPid = s.connection().keyData().processId();
     server.attach(this);
     client.server(server.connection());
     String check = checkoutSql();
@@ -752,6 +778,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter implements Server
 
   private void toClient(ByteBuf frame, boolean wanted) {
     if (wanted && !closing) {
+      pool.sent(frame.readableBytes());
       ctx.write(frame, ctx.voidPromise());
     } else {
       frame.release();
@@ -784,6 +811,18 @@ final class ClientSession extends ChannelInboundHandlerAdapter implements Server
   }
 
   private void finished(Pending done) {
+    if (done.toClient
+        && (done.kind == Kind.QUERY || done.kind == Kind.SYNC || done.kind == Kind.FUNCTION)) {
+      long now = System.nanoTime();
+      if (queryStart != 0) {
+        pool.query(now - queryStart);
+        queryStart = 0;
+      }
+      if (txStatus == ReadyForQuery.IDLE && xactStart != 0) {
+        pool.transaction(now - xactStart);
+        xactStart = 0;
+      }
+    }
     if (done.kind == Kind.PARSE && done.entry != null) {
       done.entry.verified(true);
     } else if (done.kind == Kind.APPLY) {
@@ -930,6 +969,8 @@ final class ClientSession extends ChannelInboundHandlerAdapter implements Server
     }
     PooledServer s = server;
     server = null;
+    state = "idle";
+    serverPid = 0;
     client.server(null);
     resetNeeded = false;
     pool.release(s);
@@ -949,6 +990,8 @@ final class ClientSession extends ChannelInboundHandlerAdapter implements Server
       return;
     }
     server = null;
+    state = "idle";
+    serverPid = 0;
     client.server(null);
     pool.discard(lost);
     pending.clear();
@@ -970,6 +1013,59 @@ final class ClientSession extends ChannelInboundHandlerAdapter implements Server
     if (server != null && !acquiring) {
       channel.config().setAutoRead(writable);
     }
+  }
+
+  // ---------------------------------------------------------------- PoolClient
+
+  @Override
+  public String state() {
+    return state;
+  }
+
+  @Override
+  public String address() {
+    return client.address();
+  }
+
+  @Override
+  public String user() {
+    return client.user();
+  }
+
+  @Override
+  public String database() {
+    return client.database().name();
+  }
+
+  @Override
+  public long connectedAtMillis() {
+    return client.openedMillis();
+  }
+
+  @Override
+  public String applicationName() {
+    String name = desired.get("application_name");
+    return name == null ? "" : name;
+  }
+
+  @Override
+  public boolean tls() {
+    return client.tls();
+  }
+
+  @Override
+  public int serverPid() {
+    return serverPid;
+  }
+
+  @Override
+  public int preparedStatements() {
+    return statements.size();
+  }
+
+  @Override
+  public void kill(String reason) {
+    loop().execute(() -> client.fatal(SqlState.ADMIN_SHUTDOWN, reason));
   }
 
   private static String describe(byte type) {

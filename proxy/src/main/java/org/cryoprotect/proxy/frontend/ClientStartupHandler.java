@@ -144,6 +144,20 @@ public final class ClientStartupHandler extends ChannelInboundHandlerAdapter {
       return;
     }
     Database database = config.databases().get(accepted.database());
+    if (database == null && AdminConsole.NAMES.contains(accepted.database())) {
+      if (!config.auth().adminUsers().contains(user)) {
+        client.fatal(
+            SqlState.INVALID_AUTHORIZATION_SPECIFICATION,
+            "user \"" + user + "\" is not in auth.admin_users");
+        return;
+      }
+      // Secrets for admins come from the users file, or auth_query on the first database.
+      Database first = config.databases().values().iterator().next();
+      database =
+          new Database(
+              accepted.database(), first.dbname(), first.primary(), List.of(), null, null, null, 0);
+      client.admin(true);
+    }
     if (database == null) {
       client.fatal(
           SqlState.INVALID_CATALOG_NAME,

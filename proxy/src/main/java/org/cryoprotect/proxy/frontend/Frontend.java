@@ -5,18 +5,35 @@ import io.netty.handler.ssl.SslContext;
 import java.util.concurrent.atomic.AtomicInteger;
 import org.cryoprotect.proxy.backend.ServerConnector;
 import org.cryoprotect.proxy.config.ProxyConfig;
+import org.cryoprotect.proxy.metrics.ProxyMetrics;
 import org.cryoprotect.proxy.pool.Pools;
 
 /**
- * What every client handler shares: the configuration, TLS, the way to servers, the cancel keys and
- * the secrets. One instance per running proxy; {@code tls} is null when client TLS is off.
+ * What every client handler shares: TLS, the way to servers, the cancel keys, the secrets, the
+ * pools (which hold the current configuration) and the admin actions. One instance per running
+ * proxy; {@code tls} is null when client TLS is off.
  */
 public record Frontend(
-    ProxyConfig config,
     SslContext tls,
     ServerConnector connector,
     CancelRegistry cancels,
     ClientSecrets secrets,
     Pools pools,
+    ProxyMetrics metrics,
     ChannelGroup clients,
-    AtomicInteger loggedIn) {}
+    AtomicInteger loggedIn,
+    AdminActions admin) {
+
+  /** The configuration now in force: RELOAD replaces it. */
+  public ProxyConfig config() {
+    return pools.config();
+  }
+
+  /** What the admin console may do to the whole proxy. */
+  public interface AdminActions {
+    /** Re-reads the configuration file; returns what was applied, or throws why not. */
+    String reload() throws Exception;
+
+    void shutdown();
+  }
+}

@@ -150,6 +150,7 @@ public final class PooledServer {
     closeBeforeParse.clear();
   }
 
+  /** Exact on the user's loop; from elsewhere (SHOW SERVERS) a recent value. */
   public int preparedCount() {
     return prepared.size();
   }

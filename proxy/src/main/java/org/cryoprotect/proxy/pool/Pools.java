@@ -16,12 +16,14 @@ import org.cryoprotect.proxy.config.ProxyConfig.Database;
  * once-a-second maintenance pass (lifetime, idle timeout, min idle).
  */
 public final class Pools implements AutoCloseable {
-  private final ProxyConfig config;
+  private volatile ProxyConfig config;
   private final ServerConnector connector;
   private final ConcurrentHashMap<PoolKey, ServerPool> pools = new ConcurrentHashMap<>();
   private final ConcurrentHashMap<String, AtomicInteger> perDatabase = new ConcurrentHashMap<>();
   private final PreparedRegistry prepared = new PreparedRegistry();
   private final ScheduledFuture<?> maintenance;
+  private static final String ALL = "";
+  private final java.util.Set<String> paused = new java.util.HashSet<>();
 
   public Pools(ProxyConfig config, ServerConnector connector, EventLoop maintenanceLoop) {
     this.config = config;
@@ -35,6 +37,21 @@ public final class Pools implements AutoCloseable {
     return config;
   }
 
+  /** RELOAD: new limits apply to every pool now; new databases on their first client. */
+  public void reconfigure(ProxyConfig next) {
+    this.config = next;
+    for (ServerPool pool : pools.values()) {
+      Database db = next.databases().get(pool.key().database());
+      if (db != null) {
+        pool.resize(next.poolSize(db));
+      }
+    }
+  }
+
+  public java.util.Collection<ServerPool> all() {
+    return pools.values();
+  }
+
   ServerConnector connector() {
     return connector;
   }
@@ -45,7 +62,47 @@ public final class Pools implements AutoCloseable {
 
   public ServerPool pool(Database database, String role) {
     PoolKey key = new PoolKey(database.primary(), database.name(), role);
-    return pools.computeIfAbsent(key, k -> new ServerPool(k, this, config.poolSize(database)));
+    return pools.computeIfAbsent(
+        key,
+        k -> {
+          ServerPool pool = new ServerPool(k, this, config.poolSize(database));
+          if (paused.contains(k.database()) || paused.contains(ALL)) {
+            pool.pause();
+          }
+          return pool;
+        });
+  }
+
+  /** PAUSE: existing pools of {@code database} (null = all) and any created later. */
+  public synchronized List<ServerPool> pause(String database) {
+    paused.add(database == null ? ALL : database);
+    List<ServerPool> selected = select(database);
+    selected.forEach(ServerPool::pause);
+    return selected;
+  }
+
+  public synchronized void resume(String database) {
+    if (database == null) {
+      paused.clear();
+    } else {
+      paused.remove(database);
+    }
+    for (ServerPool pool : select(database)) {
+      if (!paused.contains(ALL) && !paused.contains(pool.key().database())) {
+        pool.resume();
+      }
+    }
+  }
+
+  /** The pools of {@code database}, or all of them for null. */
+  public List<ServerPool> select(String database) {
+    List<ServerPool> selected = new ArrayList<>();
+    for (ServerPool pool : pools.values()) {
+      if (database == null || pool.key().database().equals(database)) {
+        selected.add(pool);
+      }
+    }
+    return selected;
   }
 
   /** Counts one more connection to {@code database} unless that would pass its cap. */

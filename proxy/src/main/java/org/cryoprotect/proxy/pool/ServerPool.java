@@ -31,7 +31,23 @@ public final class ServerPool {
 
   private final PoolKey key;
   private final Pools pools;
-  private final int size;
+  private volatile int size;
+  private boolean paused;
+  private final java.util.Set<PooledServer> servers = new java.util.HashSet<>();
+  private final java.util.Set<PoolClient> clients =
+      java.util.concurrent.ConcurrentHashMap.newKeySet();
+  private final java.util.concurrent.atomic.LongAdder queries =
+      new java.util.concurrent.atomic.LongAdder();
+  private final java.util.concurrent.atomic.LongAdder xacts =
+      new java.util.concurrent.atomic.LongAdder();
+  private final java.util.concurrent.atomic.LongAdder queryNanos =
+      new java.util.concurrent.atomic.LongAdder();
+  private final java.util.concurrent.atomic.LongAdder xactNanos =
+      new java.util.concurrent.atomic.LongAdder();
+  private final java.util.concurrent.atomic.LongAdder received =
+      new java.util.concurrent.atomic.LongAdder();
+  private final java.util.concurrent.atomic.LongAdder sent =
+      new java.util.concurrent.atomic.LongAdder();
   private final ArrayDeque<PooledServer> idle = new ArrayDeque<>();
   private final ArrayDeque<Waiter> waiters = new ArrayDeque<>();
   private int open; // logged in or logging in, idle or not
@@ -74,6 +90,103 @@ public final class ServerPool {
     return size;
   }
 
+  /** RELOAD changed the pool size: more waiters may be served now, or fewer kept later. */
+  public void resize(int newSize) {
+    size = newSize;
+    serveWaiters();
+  }
+
+  // Client bookkeeping and statistics, for SHOW CLIENTS/POOLS/STATS and metrics.
+
+  public void joined(PoolClient client) {
+    clients.add(client);
+  }
+
+  public void left(PoolClient client) {
+    clients.remove(client);
+  }
+
+  public java.util.Collection<PoolClient> clients() {
+    return clients;
+  }
+
+  public synchronized List<PooledServer> servers() {
+    return new ArrayList<>(servers);
+  }
+
+  public synchronized boolean isIdle(PooledServer server) {
+    return idle.contains(server);
+  }
+
+  /** One client query (Query, Sync or function call) answered. */
+  public void query(long nanos) {
+    queries.increment();
+    queryNanos.add(nanos);
+  }
+
+  /** One client transaction ended (ReadyForQuery 'I'). */
+  public void transaction(long nanos) {
+    xacts.increment();
+    xactNanos.add(nanos);
+  }
+
+  public void received(long bytes) {
+    received.add(bytes);
+  }
+
+  public void sent(long bytes) {
+    sent.add(bytes);
+  }
+
+  public boolean isPaused() {
+    synchronized (this) {
+      return paused;
+    }
+  }
+
+  /** PAUSE: lend no server connection until {@link #resume}; clients queue meanwhile. */
+  public synchronized void pause() {
+    paused = true;
+  }
+
+  public void resume() {
+    synchronized (this) {
+      paused = false;
+    }
+    serveWaiters();
+  }
+
+  /** Hands idle or new connections to waiting clients while limits allow. */
+  private void serveWaiters() {
+    while (true) {
+      Waiter next;
+      PooledServer server = null;
+      List<PooledServer> stale = new ArrayList<>();
+      synchronized (this) {
+        if (paused || waiters.isEmpty()) {
+          return;
+        }
+        next = waiters.peekFirst();
+        server = takeIdle(next.loop, stale);
+        if (server == null && !tryReserve(0)) {
+          stale.forEach(s -> s.channel().close());
+          return;
+        }
+        waiters.pollFirst();
+        checkouts++;
+      }
+      stale.forEach(s -> s.channel().close());
+      cancelTimers(next);
+      if (server != null) {
+        if (!next.promise.trySuccess(server)) {
+          release(server);
+        }
+      } else {
+        open(next.loop, next.promise);
+      }
+    }
+  }
+
   private Pool limits() {
     return pools.config().pool();
   }
@@ -91,11 +204,11 @@ public final class ServerPool {
     synchronized (this) {
       this.startup = startup;
       this.credentials = credentials;
-      PooledServer server = takeIdle(loop, stale);
+      PooledServer server = paused ? null : takeIdle(loop, stale);
       if (server != null) {
         checkouts++;
         promise.setSuccess(server);
-      } else if (tryReserve(0)) {
+      } else if (!paused && tryReserve(0)) {
         connect = true;
       } else {
         Waiter waiter = new Waiter(promise, loop);
@@ -155,6 +268,7 @@ public final class ServerPool {
   private void forget(PooledServer s) {
     if (!s.forgotten) {
       s.forgotten = true;
+      servers.remove(s);
       open--;
       pools.opened(key.database(), -1);
     }
@@ -176,6 +290,7 @@ public final class ServerPool {
                 PooledServer server = new PooledServer(f.getNow(), this);
                 synchronized (this) {
                   opening--;
+                  servers.add(server);
                   checkouts++;
                 }
                 if (!promise.trySuccess(server)) {
@@ -213,7 +328,7 @@ public final class ServerPool {
     while (true) {
       Waiter next;
       synchronized (this) {
-        next = waiters.pollFirst();
+        next = paused ? null : waiters.pollFirst();
         if (next == null) {
           server.idleSinceNanos = System.nanoTime();
           idle.addFirst(server);
@@ -244,7 +359,7 @@ public final class ServerPool {
     synchronized (this) {
       boolean wasIdle = idle.remove(server);
       forget(server);
-      if (!waiters.isEmpty() && tryReserve(0)) {
+      if (!paused && !waiters.isEmpty() && tryReserve(0)) {
         next = waiters.pollFirst();
       }
       if (wasIdle) {
@@ -362,7 +477,14 @@ public final class ServerPool {
         checkouts,
         waitedNanosTotal,
         maxWaitNanos,
-        timeouts);
+        timeouts,
+        queries.sum(),
+        xacts.sum(),
+        queryNanos.sum(),
+        xactNanos.sum(),
+        received.sum(),
+        sent.sum(),
+        paused);
   }
 
   private long oldestWaitNanos() {
@@ -381,7 +503,14 @@ public final class ServerPool {
       long checkouts,
       long waitedNanosTotal,
       long maxWaitNanos,
-      long timeouts) {
+      long timeouts,
+      long queries,
+      long transactions,
+      long queryNanos,
+      long transactionNanos,
+      long bytesReceived,
+      long bytesSent,
+      boolean paused) {
     public int active() {
       return open - idle - opening;
     }

@@ -13,6 +13,7 @@ public enum SqlState {
   QUERY_CANCELED("57014"),
   INVALID_CATALOG_NAME("3D000"),
   FEATURE_NOT_SUPPORTED("0A000"),
+  SYNTAX_ERROR("42601"),
   INTERNAL_ERROR("XX000");
 
   private final String code;

@@ -12,7 +12,6 @@ import java.util.Map;
 import java.util.Properties;
 import org.cryoprotect.proxy.ProxyServer;
 import org.cryoprotect.proxy.config.ConfigLoader;
-import org.cryoprotect.proxy.config.ProxyConfig;
 
 /** An in-process proxy started from YAML text, on an ephemeral port. */
 public final class RunningProxy implements AutoCloseable {
@@ -36,8 +35,13 @@ public final class RunningProxy implements AutoCloseable {
     Path file = dir.resolve("cryoproxy.yaml");
     String admin = yaml.lines().anyMatch(l -> l.startsWith("admin:")) ? "" : ADMIN;
     Files.writeString(file, "listen: { host: 127.0.0.1, port: 0 }\n" + admin + yaml);
-    ProxyConfig config = ConfigLoader.load(file, Map.of());
-    return new RunningProxy(ProxyServer.start(config), dir);
+    ConfigLoader.load(file, Map.of()); // fail here, with the key named, on a bad test config
+    return new RunningProxy(ProxyServer.start(file), dir);
+  }
+
+  /** The YAML file the proxy was started from; RELOAD reads it again. */
+  public Path configFile() {
+    return dir.resolve("cryoproxy.yaml");
   }
 
   /** A config mapping database {@code name} to {@code dbname} on the given node, trust auth. */

@@ -1,0 +1,262 @@
+package org.cryoprotect.proxy.it;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+import static org.awaitility.Awaitility.await;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.sql.Connection;
+import java.sql.DriverManager;
+import java.sql.ResultSet;
+import java.sql.SQLException;
+import java.sql.Statement;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Properties;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.TimeUnit;
+import org.cryoprotect.proxy.testing.PgCluster;
+import org.cryoprotect.proxy.testing.RunningProxy;
+import org.cryoprotect.proxy.testing.WireClient;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Assumptions;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+
+/**
+ * The admin console through psql and pgJDBC: PgBouncer's SHOW commands report what the test did,
+ * PAUSE/RESUME hold and release clients, RELOAD applies a changed file without dropping clients,
+ * KILL ends a database's clients.
+ */
+class AdminConsoleIT {
+  static final String POOL = "pool: { mode: transaction, size: 1, wait_timeout: 30s }\n";
+  PgCluster pg;
+  RunningProxy proxy;
+  String databases;
+
+  @BeforeEach
+  void start() throws Exception {
+    pg = PgCluster.builder().start();
+    pg.primary().sql("CREATE DATABASE app");
+    databases = RunningProxy.database("app", "app", "127.0.0.1", pg.primary().port());
+    proxy = RunningProxy.start(POOL + "auth: { type: trust, admin_users: admin }\n" + databases);
+  }
+
+  @AfterEach
+  void stop() {
+    proxy.close();
+    pg.close();
+  }
+
+  Connection app() throws SQLException {
+    return proxy.connect("app", "postgres", null);
+  }
+
+  /** A SHOW command through pgJDBC's simple protocol, rows as column-name maps. */
+  List<Map<String, String>> admin(String command) throws SQLException {
+    Properties props = new Properties();
+    props.setProperty("user", "admin");
+    props.setProperty("preferQueryMode", "simple");
+    try (Connection c = DriverManager.getConnection(proxy.jdbcUrl("cryoproxy"), props);
+        Statement s = c.createStatement()) {
+      List<Map<String, String>> rows = new ArrayList<>();
+      if (s.execute(command)) {
+        try (ResultSet rs = s.getResultSet()) {
+          while (rs.next()) {
+            Map<String, String> row = new LinkedHashMap<>();
+            for (int i = 1; i <= rs.getMetaData().getColumnCount(); i++) {
+              row.put(rs.getMetaData().getColumnName(i), rs.getString(i));
+            }
+            rows.add(row);
+          }
+        }
+      }
+      return rows;
+    }
+  }
+
+  Map<String, String> appPool() throws SQLException {
+    return admin("SHOW POOLS").stream()
+        .filter(r -> r.get("database").equals("app"))
+        .findFirst()
+        .orElseThrow();
+  }
+
+  @Test
+  void showPoolsAgreesWithActiveAndWaitingClients() throws Exception {
+    try (Connection holder = app()) {
+      holder.setAutoCommit(false);
+      holder.createStatement().execute("SELECT 1"); // BEGIN + SELECT: holds the only server
+      CompletableFuture<Integer> waiter =
+          CompletableFuture.supplyAsync(
+              () -> {
+                try (Connection c = app();
+                    ResultSet rs = c.createStatement().executeQuery("SELECT 2")) {
+                  rs.next();
+                  return rs.getInt(1);
+                } catch (SQLException e) {
+                  throw new RuntimeException(e);
+                }
+              });
+      await().atMost(Duration.ofSeconds(10)).until(() -> "1".equals(appPool().get("cl_waiting")));
+      Map<String, String> pool = appPool();
+      assertThat(pool)
+          .containsEntry("user", "postgres")
+          .containsEntry("cl_active", "1")
+          .containsEntry("cl_waiting", "1")
+          .containsEntry("sv_active", "1")
+          .containsEntry("sv_idle", "0")
+          .containsEntry("pool_mode", "transaction");
+      List<Map<String, String>> clients = admin("SHOW CLIENTS");
+      assertThat(clients).extracting(r -> r.get("state")).contains("active", "waiting");
+      assertThat(admin("SHOW SERVERS"))
+          .singleElement()
+          .satisfies(s -> assertThat(s.get("state")).isEqualTo("active"));
+      holder.commit();
+      assertThat(waiter.get(10, TimeUnit.SECONDS)).isEqualTo(2);
+    }
+    await()
+        .atMost(Duration.ofSeconds(10))
+        .untilAsserted(
+            () ->
+                assertThat(appPool())
+                    .containsEntry("cl_active", "0")
+                    .containsEntry("cl_waiting", "0")
+                    .containsEntry("sv_active", "0")
+                    .containsEntry("sv_idle", "1"));
+  }
+
+  @Test
+  void showStatsCountsQueriesAndTransactions() throws Exception {
+    try (WireClient c = new WireClient(proxy.port())) {
+      c.startup("postgres", "app");
+      c.readUntilReady();
+      for (int i = 0; i < 5; i++) {
+        c.send(WireClient.query("SELECT " + i));
+        c.readUntilReady();
+      }
+      c.send(WireClient.query("BEGIN"));
+      c.readUntilReady();
+      c.send(WireClient.query("SELECT 'in tx'"));
+      c.readUntilReady();
+      c.send(WireClient.query("COMMIT"));
+      c.readUntilReady();
+    }
+    Map<String, String> stats = admin("SHOW STATS").get(0);
+    assertThat(stats).containsEntry("database", "app");
+    assertThat(stats.get("total_query_count")).isEqualTo("8");
+    assertThat(stats.get("total_xact_count")).isEqualTo("6"); // 5 implicit + 1 explicit
+    assertThat(Long.parseLong(stats.get("total_received"))).isPositive();
+    assertThat(Long.parseLong(stats.get("total_sent"))).isPositive();
+    assertThat(admin("SHOW DATABASES").get(0))
+        .containsEntry("name", "app")
+        .containsEntry("pool_size", "1")
+        .containsEntry("pool_mode", "transaction");
+    assertThat(admin("SHOW VERSION").get(0).get("version")).startsWith("CryoProxy ");
+    assertThat(admin("SHOW CONFIG")).extracting(r -> r.get("key")).contains("pool.size");
+  }
+
+  @Test
+  void pauseHoldsClientsUntilResume() throws Exception {
+    admin("PAUSE app");
+    CompletableFuture<Integer> held =
+        CompletableFuture.supplyAsync(
+            () -> {
+              try (Connection c = app();
+                  ResultSet rs = c.createStatement().executeQuery("SELECT 3")) {
+                rs.next();
+                return rs.getInt(1);
+              } catch (SQLException e) {
+                throw new RuntimeException(e);
+              }
+            });
+    await()
+        .during(Duration.ofMillis(500))
+        .atMost(Duration.ofSeconds(5))
+        .until(() -> !held.isDone());
+    assertThat(admin("SHOW DATABASES").get(0)).containsEntry("paused", "1");
+    admin("RESUME app");
+    assertThat(held.get(10, TimeUnit.SECONDS)).isEqualTo(3);
+  }
+
+  @Test
+  void reloadAppliesANewPoolSizeWithoutDroppingClients() throws Exception {
+    try (Connection c = app()) {
+      assertThat(one(c, "SELECT 1")).isEqualTo("1");
+      Path file = proxy.configFile();
+      String text = Files.readString(file).replace("size: 1,", "size: 4,");
+      Files.writeString(file, text);
+      admin("RELOAD");
+      assertThat(admin("SHOW DATABASES").get(0)).containsEntry("pool_size", "4");
+      assertThat(appPool().get("cl_active")).isNotNull();
+      assertThat(one(c, "SELECT 2")).isEqualTo("2"); // the client never noticed
+    }
+  }
+
+  @Test
+  void killEndsTheDatabasesClients() throws Exception {
+    try (Connection c = app()) {
+      assertThat(one(c, "SELECT 1")).isEqualTo("1");
+      admin("KILL app");
+      assertThatThrownBy(() -> one(c, "SELECT 1")).isInstanceOf(SQLException.class);
+    }
+    try (Connection c = app()) {
+      assertThat(one(c, "SELECT 4")).isEqualTo("4"); // new clients are welcome again
+    }
+  }
+
+  @Test
+  void onlyAdminUsersMayConnect() {
+    Properties props = new Properties();
+    props.setProperty("user", "postgres");
+    assertThatThrownBy(() -> DriverManager.getConnection(proxy.jdbcUrl("pgbouncer"), props))
+        .isInstanceOf(SQLException.class)
+        .satisfies(e -> assertThat(((SQLException) e).getSQLState()).isEqualTo("28000"));
+  }
+
+  @Test
+  void psqlShowsThePools() throws Exception {
+    Path psql = ClientToolsIT.tool("psql");
+    Assumptions.assumeTrue(Files.isExecutable(psql), "psql is needed (postgresql-client)");
+    try (Connection c = app()) {
+      one(c, "SELECT 1");
+    }
+    ProcessBuilder builder =
+        new ProcessBuilder(
+                psql.toString(),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                String.valueOf(proxy.port()),
+                "-U",
+                "admin",
+                "-d",
+                "pgbouncer",
+                "-A",
+                "-t",
+                "-F",
+                "|",
+                "-c",
+                "SHOW POOLS")
+            .redirectErrorStream(true);
+    builder.environment().put("PGSSLMODE", "disable");
+    Process p = builder.start();
+    String out = new String(p.getInputStream().readAllBytes());
+    assertThat(p.waitFor(30, TimeUnit.SECONDS)).isTrue();
+    assertThat(p.exitValue()).as(out).isZero();
+    // database|user|cl_active|cl_waiting|...|sv_idle|...|pool_mode
+    assertThat(out.trim()).startsWith("app|postgres|0|0|").endsWith("|transaction");
+    assertThat(out.trim().split("\\|")[9]).isEqualTo("1"); // sv_idle: the one connection used
+  }
+
+  private static String one(Connection c, String sql) throws SQLException {
+    try (ResultSet rs = c.createStatement().executeQuery(sql)) {
+      rs.next();
+      return rs.getString(1);
+    }
+  }
+}
