@@ -129,6 +129,10 @@ public final class ProxyServer implements AutoCloseable {
               .bind(config.listen().host(), config.listen().port())
               .sync()
               .channel();
+      metrics.registerPools(
+          () ->
+              pools.all().stream().map(org.cryoprotect.proxy.pool.ServerPool::poolStats).toList());
+      metrics.registerPreparedStatements(() -> pools.prepared().size());
       this.admin =
           config.admin() == null
               ? null

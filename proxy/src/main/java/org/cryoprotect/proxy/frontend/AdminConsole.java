@@ -15,6 +15,7 @@ import java.util.Map;
 import java.util.concurrent.TimeUnit;
 import org.cryoprotect.proxy.config.ProxyConfig;
 import org.cryoprotect.proxy.config.ProxyConfig.Database;
+import org.cryoprotect.proxy.metrics.PoolStats;
 import org.cryoprotect.proxy.pool.PoolClient;
 import org.cryoprotect.proxy.pool.PooledServer;
 import org.cryoprotect.proxy.pool.ServerPool;
@@ -213,38 +214,28 @@ final class AdminConsole extends ChannelInboundHandlerAdapter {
             "maxwait_us",
             "pool_mode");
     for (ServerPool pool : frontend.pools().all()) {
-      ServerPool.Stats s = pool.stats();
-      int active = 0;
-      int waiting = 0;
+      PoolStats s = pool.poolStats();
       String mode = "transaction";
-      for (PoolClient c : pool.clients()) {
-        switch (c.state()) {
-          case "active" -> active++;
-          case "waiting" -> waiting++;
-          default -> {}
-        }
-      }
       Database db = frontend.config().databases().get(pool.key().database());
       if (db != null) {
         mode = frontend.config().poolMode(db, pool.key().role()).name().toLowerCase(Locale.ROOT);
       }
-      long waitMicros = s.oldestWaitNanos() / 1000;
       t.row(
-          pool.key().database(),
-          pool.key().role(),
-          active,
-          waiting,
+          s.database(),
+          s.user(),
+          s.clActive(),
+          s.clWaiting(),
           0,
           0,
-          s.active(),
+          s.svActive(),
           0,
           0,
-          s.idle(),
+          s.svIdle(),
+          s.svUsed(),
           0,
-          0,
-          s.opening(),
-          waitMicros / 1_000_000,
-          waitMicros % 1_000_000,
+          s.svLogin(),
+          s.maxWaitMicros() / 1_000_000,
+          s.maxWaitMicros() % 1_000_000,
           mode);
     }
     t.write(ctx, "SHOW");

@@ -194,6 +194,7 @@ final class ClientAuthHandler extends ChannelInboundHandlerAdapter {
   }
 
   private void passwordFailed(String why) {
+    frontend.metrics().clientLoginFailed(secret == null ? "unknown_user" : "wrong_password");
     client.fatal(
         SqlState.INVALID_PASSWORD,
         "password authentication failed for user \"" + client.user() + "\"");

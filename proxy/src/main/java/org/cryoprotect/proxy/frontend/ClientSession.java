@@ -70,6 +70,9 @@ final class ClientSession extends ChannelInboundHandlerAdapter implements Server
 
   private static final int MAX_PREPARE_ATTEMPTS = 3;
 
+  /** Every statement runs on the primary until replica routing exists. */
+  private static final String ROUTE = "primary";
+
   private enum Kind {
     PARSE,
     BIND,
@@ -205,6 +208,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter implements Server
   private void greet(Map<String, String> parameters) {
     loginPending = false;
     pool.joined(this);
+    frontend.metrics().clientLogin(database(), user());
     frontend.loggedIn().incrementAndGet();
     client.loggedIn();
     ctx.write(new AuthenticationOk().encode(ctx.alloc()));
@@ -344,6 +348,9 @@ final class ClientSession extends ChannelInboundHandlerAdapter implements Server
   public void channelInactive(ChannelHandlerContext ctx) {
     closing = true;
     pool.left(this);
+    if (!loginPending) {
+      frontend.metrics().clientClosed(database(), user());
+    }
     releaseBacklog();
     if (server != null) {
       client.server(null);
@@ -392,6 +399,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter implements Server
   private void send(ByteBuf frame) {
     byte type = Frames.type(frame);
     pool.received(frame.readableBytes());
+    frontend.metrics().bytes("in", frame.readableBytes());
     long now = System.nanoTime();
     if (queryStart == 0) {
       queryStart = now;
@@ -517,7 +525,9 @@ final class ClientSession extends ChannelInboundHandlerAdapter implements Server
     String evicted = server.addPrepared(entry.name(), frontend.config().pool().preparedPerServer());
     if (evicted != null) {
       closeOnServer(evicted);
+      frontend.metrics().preparedEviction();
     }
+    frontend.metrics().serverPrepare();
     Pending parse = new Pending(Kind.PARSE, clientAsked, entry.name());
     parse.entry = entry;
     pending.add(parse);
@@ -545,7 +555,11 @@ final class ClientSession extends ChannelInboundHandlerAdapter implements Server
       if (!pins.containsAll(effects.pins())) {
         log.debug("client {} pinned to {} for {}", client.address(), server, effects.pins());
       }
-      pins.addAll(effects.pins());
+      for (Pin pin : effects.pins()) {
+        if (pins.add(pin)) {
+          frontend.metrics().pin(pin.name().toLowerCase(java.util.Locale.ROOT));
+        }
+      }
     }
   }
 
@@ -661,6 +675,8 @@ final class ClientSession extends ChannelInboundHandlerAdapter implements Server
                 cause instanceof ServerException e ? e.state() : SqlState.CONNECTION_FAILURE,
                 cause.getMessage());
     ctx.write(error.withSeverity(Severity.ERROR).encode(ctx.alloc()));
+    String code = error.sqlState();
+    frontend.metrics().error(code == null ? "XX" : code.substring(0, 2), "proxy");
     int readies = 0;
     boolean unsynced = false;
     ByteBuf frame;
@@ -779,6 +795,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter implements Server
   private void toClient(ByteBuf frame, boolean wanted) {
     if (wanted && !closing) {
       pool.sent(frame.readableBytes());
+      frontend.metrics().bytes("out", frame.readableBytes());
       ctx.write(frame, ctx.voidPromise());
     } else {
       frame.release();
@@ -816,10 +833,12 @@ final class ClientSession extends ChannelInboundHandlerAdapter implements Server
       long now = System.nanoTime();
       if (queryStart != 0) {
         pool.query(now - queryStart);
+        frontend.metrics().query(database(), ROUTE, now - queryStart);
         queryStart = 0;
       }
       if (txStatus == ReadyForQuery.IDLE && xactStart != 0) {
         pool.transaction(now - xactStart);
+        frontend.metrics().transaction(database(), ROUTE, now - xactStart);
         xactStart = 0;
       }
     }
@@ -878,6 +897,10 @@ final class ClientSession extends ChannelInboundHandlerAdapter implements Server
     }
     boolean extended =
         head.kind != Kind.QUERY && head.kind != Kind.FUNCTION && head.kind != Kind.SYNC;
+    String sqlState = ErrorResponse.sqlState(frame);
+    if (sqlState != null && sqlState.length() == 5) {
+      frontend.metrics().error(sqlState.substring(0, 2), "server");
+    }
     if (head.kind == Kind.BIND && head.statement != null && isStalePlan(frame)) {
       server.invalidatePrepared(head.statement);
     }

@@ -487,6 +487,34 @@ public final class ServerPool {
         paused);
   }
 
+  /** SHOW POOLS' numbers for this pool, client states included. */
+  public org.cryoprotect.proxy.metrics.PoolStats poolStats() {
+    int active = 0;
+    int waiting = 0;
+    int idleClients = 0;
+    for (PoolClient c : clients) {
+      switch (c.state()) {
+        case "active" -> active++;
+        case "waiting" -> waiting++;
+        default -> idleClients++;
+      }
+    }
+    Stats s = stats();
+    return new org.cryoprotect.proxy.metrics.PoolStats(
+        key.database(),
+        key.role(),
+        key.node().toString(),
+        active,
+        waiting,
+        idleClients,
+        s.active(),
+        s.idle(),
+        0,
+        s.opening(),
+        s.size(),
+        s.oldestWaitNanos() / 1000);
+  }
+
   private long oldestWaitNanos() {
     Waiter first = waiters.peekFirst();
     return first == null ? 0 : System.nanoTime() - first.since;
