@@ -49,7 +49,7 @@ final class AdminConsole extends ChannelInboundHandlerAdapter {
 
   @Override
   public void handlerAdded(ChannelHandlerContext ctx) {
-    frontend.loggedIn().incrementAndGet();
+    client.count(frontend.loggedIn());
     client.loggedIn();
     ctx.write(new AuthenticationOk().encode(ctx.alloc()));
     Map<String, String> parameters = new LinkedHashMap<>();

@@ -34,6 +34,7 @@ public final class ClientConnection {
   private String closeReason = "client disconnected";
   private boolean tls;
   private boolean admin;
+  private boolean counted;
 
   ClientConnection(Channel channel, BackendKeyData keyData) {
     this.channel = channel;
@@ -95,6 +96,20 @@ public final class ClientConnection {
 
   void loginTimeout(ScheduledFuture<?> timeout) {
     this.loginTimeout = timeout;
+  }
+
+  /** Counts the client among the logged-in ones (max_client_connections, clientCount()). */
+  void count(java.util.concurrent.atomic.AtomicInteger loggedIn) {
+    // A login that completes after the channel closed (server replies still queued on this loop
+    // when the close happened) must not be counted: the close was already accounted for.
+    if (!counted && channel.isActive()) {
+      counted = true;
+      loggedIn.incrementAndGet();
+    }
+  }
+
+  boolean counted() {
+    return counted;
   }
 
   /** Login finished: the startup and authentication deadline no longer applies. */

@@ -209,7 +209,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter implements Server
     loginPending = false;
     pool.joined(this);
     frontend.metrics().clientLogin(database(), user());
-    frontend.loggedIn().incrementAndGet();
+    client.count(frontend.loggedIn());
     client.loggedIn();
     ctx.write(new AuthenticationOk().encode(ctx.alloc()));
     parameters.forEach((k, v) -> ctx.write(new ParameterStatus(k, v).encode(ctx.alloc())));
@@ -354,6 +354,8 @@ final class ClientSession extends ChannelInboundHandlerAdapter implements Server
     releaseBacklog();
     if (server != null) {
       client.server(null);
+      // Backpressure from this client no longer applies: drain the server at full speed.
+      server.channel().config().setAutoRead(true);
       if (copyIn) {
         write(Query.copyFail(ctx.alloc(), "client disconnected"));
         copyIn = false;
@@ -550,6 +552,9 @@ final class ClientSession extends ChannelInboundHandlerAdapter implements Server
     }
     if (effects.changesSession()) {
       snapshotNeeded = true;
+    }
+    if (!effects.releases().isEmpty()) {
+      pins.removeAll(effects.releases());
     }
     if (!effects.pins().isEmpty()) {
       if (!pins.containsAll(effects.pins())) {
@@ -886,6 +891,14 @@ final class ClientSession extends ChannelInboundHandlerAdapter implements Server
     if (head.kind == Kind.INJECTED || head.kind == Kind.APPLY || head.kind == Kind.SNAPSHOT) {
       ErrorResponse error = ErrorResponse.decode('E', Frames.body(frame));
       frame.release();
+      if (preparing && !closing && prepareAttempts + 1 < MAX_PREPARE_ATTEMPTS) {
+        // Nothing of the client's reached this connection yet (it died, or was terminated,
+        // while idle): drop it and borrow another.
+        log.info("{}: check before use failed ({}), trying another", server, error.message());
+        server.markBroken();
+        serverClosed();
+        return;
+      }
       log.warn("{}: the proxy's own query failed: {}", server, error);
       server.markBroken();
       if (!closing) {
@@ -997,6 +1010,9 @@ final class ClientSession extends ChannelInboundHandlerAdapter implements Server
     client.server(null);
     resetNeeded = false;
     pool.release(s);
+    if (!closing) {
+      ctx.channel().config().setAutoRead(true); // the server may have paused it (backpressure)
+    }
   }
 
   @Override
@@ -1021,6 +1037,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter implements Server
     if (closing) {
       return;
     }
+    ctx.channel().config().setAutoRead(true);
     if (preparing && ++prepareAttempts < MAX_PREPARE_ATTEMPTS) {
       // Nothing of the client's was sent yet: another connection will do.
       preparing = false;

@@ -56,8 +56,8 @@ public final class ClientStartupHandler extends ChannelInboundHandlerAdapter {
   private void closed() {
     client.loggedIn(); // cancels the login timeout if it is still pending
     frontend.cancels().unregister(client);
-    if (client.server() != null) {
-      client.server().close();
+    // The session returns or closes its server connection itself (ClientSession.channelInactive).
+    if (client.counted()) {
       frontend.loggedIn().decrementAndGet();
     }
     if (client.startup() != null) {

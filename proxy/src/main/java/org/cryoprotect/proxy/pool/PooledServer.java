@@ -169,10 +169,10 @@ public final class PooledServer {
       if (current == null) {
         // Nobody asked: a notice, or the server ending the session (FATAL). Not reusable either
         // way.
-        log.debug(
-            "{}: unsolicited message '{}' while idle", PooledServer.this, (char) frame.getByte(0));
+        byte type = frame.getByte(frame.readerIndex());
+        log.debug("{}: unsolicited message '{}' while idle", PooledServer.this, (char) type);
         frame.release();
-        if (frame.getByte(0) == 'E') {
+        if (type == 'E') {
           ctx.close();
         }
         return;

@@ -22,12 +22,14 @@ public final class Pools implements AutoCloseable {
   private final ConcurrentHashMap<String, AtomicInteger> perDatabase = new ConcurrentHashMap<>();
   private final PreparedRegistry prepared = new PreparedRegistry();
   private final ScheduledFuture<?> maintenance;
+  private final EventLoop maintenanceLoop;
   private static final String ALL = "";
   private final java.util.Set<String> paused = new java.util.HashSet<>();
 
   public Pools(ProxyConfig config, ServerConnector connector, EventLoop maintenanceLoop) {
     this.config = config;
     this.connector = connector;
+    this.maintenanceLoop = maintenanceLoop;
     this.maintenance =
         maintenanceLoop.scheduleWithFixedDelay(
             () -> pools.values().forEach(p -> p.maintain(maintenanceLoop)), 1, 1, TimeUnit.SECONDS);
@@ -122,6 +124,22 @@ public final class Pools implements AutoCloseable {
 
   void opened(String database, int delta) {
     count(database).addAndGet(delta);
+    if (delta < 0 && config.pool().maxDbConnections() > 0) {
+      // Room under the database cap may serve a client waiting in another role's pool.
+      maintenanceLoop.execute(() -> select(database).forEach(ServerPool::serveWaiters));
+    }
+  }
+
+  /**
+   * The database cap stops {@code needy} from opening a connection: close an idle one of another
+   * pool of the same database, as PgBouncer does, so that the room goes where clients wait.
+   */
+  void makeRoom(ServerPool needy) {
+    for (ServerPool other : select(needy.key().database())) {
+      if (other != needy && other.closeOneIdle()) {
+        return;
+      }
+    }
   }
 
   private AtomicInteger count(String database) {

@@ -33,6 +33,7 @@ public final class ServerPool {
   private final Pools pools;
   private volatile int size;
   private boolean paused;
+  private boolean capped; // the database cap, not this pool's size, refused a connection
   private final java.util.Set<PooledServer> servers = new java.util.HashSet<>();
   private final java.util.Set<PoolClient> clients =
       java.util.concurrent.ConcurrentHashMap.newKeySet();
@@ -157,7 +158,7 @@ public final class ServerPool {
   }
 
   /** Hands idle or new connections to waiting clients while limits allow. */
-  private void serveWaiters() {
+  void serveWaiters() {
     while (true) {
       Waiter next;
       PooledServer server = null;
@@ -228,8 +229,30 @@ public final class ServerPool {
     stale.forEach(s -> s.channel().close());
     if (connect) {
       open(loop, promise);
+    } else if (takeCapped()) {
+      pools.makeRoom(this);
     }
     return promise;
+  }
+
+  private synchronized boolean takeCapped() {
+    boolean was = capped;
+    capped = false;
+    return was && !waiters.isEmpty();
+  }
+
+  /** Closes the least recently used idle connection, if any; true when one was closed. */
+  boolean closeOneIdle() {
+    PooledServer victim;
+    synchronized (this) {
+      victim = idle.pollLast();
+      if (victim == null) {
+        return false;
+      }
+      forget(victim);
+    }
+    victim.channel().close();
+    return true;
   }
 
   /** Under the lock: the freshest usable idle connection, preferring {@code loop}'s own. */
@@ -256,7 +279,11 @@ public final class ServerPool {
 
   /** Under the lock: counts one more connection if the pool and the database cap allow it. */
   private boolean tryReserve(int extra) {
-    if (open >= size + extra || !pools.tryOpen(key.database())) {
+    if (open >= size + extra) {
+      return false;
+    }
+    if (!pools.tryOpen(key.database())) {
+      capped = true;
       return false;
     }
     open++;

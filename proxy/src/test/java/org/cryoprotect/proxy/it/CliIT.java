@@ -97,6 +97,7 @@ class CliIT {
         "listen: { host: 127.0.0.1, port: "
             + port
             + " }\n"
+            + "admin: { host: 127.0.0.1, port: 0 }\n"
             + "limits: { shutdown_timeout: 20s }\n"
             + RunningProxy.database("app", "postgres", "127.0.0.1", pg.primary().port()));
     Path err = dir.resolve("run.err");

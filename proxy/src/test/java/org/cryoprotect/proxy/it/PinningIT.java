@@ -25,7 +25,6 @@ import org.cryoprotect.proxy.testing.RunningProxy;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.BeforeEach;
-import org.junit.jupiter.api.Disabled;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
@@ -255,9 +254,6 @@ class PinningIT {
    * pg_advisory_unlock_all(), CLOSE ALL. After each the client holds nothing that ties it to its
    * server connection, so the connection must go back to the pool.
    */
-  @Disabled(
-      "bug: ClientSession.noteEffects() ignores SqlScan.Effects.releases(); only DISCARD ALL and"
-          + " DEALLOCATE ALL (commandComplete) ever clear a pin, so the client stays pinned")
   @ParameterizedTest
   @CsvSource(
       delimiter = '|',

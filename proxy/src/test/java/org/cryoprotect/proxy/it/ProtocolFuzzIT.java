@@ -44,7 +44,10 @@ class ProtocolFuzzIT {
     pg = PgCluster.builder().start();
     proxy =
         RunningProxy.start(
+            // Transaction mode: the fuzz also goes through prepared-statement renaming, reply
+            // tracking and the return of abused server connections to the pool.
             RunningProxy.database("app", "postgres", "127.0.0.1", pg.primary().port())
+                + "pool: { mode: transaction, size: 8, wait_timeout: 60s }\n"
                 + "limits: { max_message_size: 65536, client_login_timeout: 2s }\n");
   }
 
@@ -102,7 +105,22 @@ class ProtocolFuzzIT {
     assertThat(sent.get()).isGreaterThanOrEqualTo(MESSAGES);
     assertThat(goodQueries.get()).isPositive();
     // Nothing hangs: every fuzz connection is gone, and the proxy still serves new clients.
-    await().atMost(Duration.ofSeconds(10)).until(() -> proxy.server().clientCount() == 0);
+    try {
+      await().atMost(Duration.ofSeconds(10)).until(() -> proxy.server().clientCount() == 0);
+    } catch (org.awaitility.core.ConditionTimeoutException e) {
+      System.out.println("clientCount " + proxy.server().clientCount());
+      proxy
+          .server()
+          .pools()
+          .all()
+          .forEach(
+              p -> {
+                System.out.println("pool " + p.stats());
+                p.clients()
+                    .forEach(cl -> System.out.println("  " + cl.address() + " " + cl.state()));
+              });
+      throw e;
+    }
     try (Connection c = proxy.connect("app", "postgres", null);
         ResultSet rs = c.createStatement().executeQuery("SELECT 'still fine'")) {
       rs.next();
