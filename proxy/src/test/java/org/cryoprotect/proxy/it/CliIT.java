@@ -116,6 +116,14 @@ class CliIT {
       try (session) {
         assertThat(answer(session, "SELECT 6 * 7")).isEqualTo(42);
 
+        // SIGHUP re-reads the file; the open session does not notice.
+        Files.writeString(config, Files.readString(config) + "pool: { size: 7 }\n");
+        new ProcessBuilder("kill", "-HUP", String.valueOf(proxy.pid())).start().waitFor();
+        await()
+            .atMost(Duration.ofSeconds(10))
+            .until(() -> Files.readString(err).contains("configuration reloaded from"));
+        assertThat(answer(session, "SELECT 1 + 2")).isEqualTo(3);
+
         proxy.destroy(); // SIGTERM
         await()
             .atMost(Duration.ofSeconds(10))
