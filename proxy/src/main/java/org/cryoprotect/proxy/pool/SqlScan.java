@@ -38,7 +38,89 @@ public final class SqlScan {
 
   private SqlScan() {}
 
+  /** Statements that start with one of these and stand alone can change nothing we track. */
+  private static final java.util.Set<String> PLAIN =
+      java.util.Set.of(
+          "select",
+          "insert",
+          "update",
+          "delete",
+          "with",
+          "values",
+          "begin",
+          "start",
+          "commit",
+          "end",
+          "rollback",
+          "abort",
+          "savepoint",
+          "release",
+          "copy",
+          "table",
+          "fetch",
+          "move",
+          "explain",
+          "lock",
+          "truncate",
+          "merge",
+          "call",
+          "do");
+
   public static Effects scan(String sql) {
+    if (isPlain(sql)) {
+      return Effects.NONE;
+    }
+    return scanStatements(sql);
+  }
+
+  /**
+   * The hot path: one statement (at most a trailing ';'), starting with an ordinary keyword, and no
+   * function that changes session state. Decided without allocating.
+   */
+  private static boolean isPlain(String sql) {
+    int n = sql.length();
+    int i = 0;
+    while (i < n && Character.isWhitespace(sql.charAt(i))) {
+      i++;
+    }
+    int start = i;
+    while (i < n && Character.isLetter(sql.charAt(i))) {
+      i++;
+    }
+    if (i == start || i - start > 9 || !plainKeyword(sql, start, i)) {
+      return false;
+    }
+    int semicolon = sql.indexOf(';', i);
+    if (semicolon >= 0 && !sql.substring(semicolon + 1).isBlank()) {
+      return false;
+    }
+    return !containsIgnoreCase(sql, "set_config") && !containsIgnoreCase(sql, "advisory_");
+  }
+
+  private static boolean plainKeyword(String sql, int start, int end) {
+    for (String keyword : PLAIN) {
+      if (keyword.length() == end - start
+          && sql.regionMatches(true, start, keyword, 0, end - start)) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  private static boolean containsIgnoreCase(String sql, String needle) {
+    int last = sql.length() - needle.length();
+    char first = needle.charAt(0);
+    for (int i = 0; i <= last; i++) {
+      char c = sql.charAt(i);
+      if ((c == first || Character.toLowerCase(c) == first)
+          && sql.regionMatches(true, i, needle, 0, needle.length())) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  private static Effects scanStatements(String sql) {
     boolean session = false;
     boolean drops = false;
     EnumSet<Pin> pins = EnumSet.noneOf(Pin.class);
