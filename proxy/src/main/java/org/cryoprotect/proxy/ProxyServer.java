@@ -25,7 +25,6 @@ import java.util.concurrent.Executors;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 import org.cryoprotect.proxy.admin.AdminHttpServer;
-import org.cryoprotect.proxy.admin.Readiness;
 import org.cryoprotect.proxy.backend.ServerConnector;
 import org.cryoprotect.proxy.backend.ServerTlsContext;
 import org.cryoprotect.proxy.config.ConfigLoader;
@@ -35,6 +34,7 @@ import org.cryoprotect.proxy.frontend.CancelRegistry;
 import org.cryoprotect.proxy.frontend.ClientSecrets;
 import org.cryoprotect.proxy.frontend.ClientStartupHandler;
 import org.cryoprotect.proxy.frontend.Frontend;
+import org.cryoprotect.proxy.health.HealthProbes;
 import org.cryoprotect.proxy.metrics.PrometheusMetrics;
 import org.cryoprotect.proxy.metrics.ProxyMetrics;
 import org.cryoprotect.proxy.pool.Pools;
@@ -63,6 +63,7 @@ public final class ProxyServer implements AutoCloseable {
   private final Channel listener;
   private final PrometheusMetrics metrics = new PrometheusMetrics(version());
   private final AdminHttpServer admin; // null when the config has no admin endpoint
+  private final HealthProbes health;
   private final CountDownLatch terminated = new CountDownLatch(1);
 
   private ProxyServer(ProxyConfig config) throws Exception {
@@ -71,7 +72,8 @@ public final class ProxyServer implements AutoCloseable {
     this.acceptor = transport.newGroup(1, new DefaultThreadFactory("cryoproxy-accept"));
     this.workers =
         transport.newGroup(
-            Runtime.getRuntime().availableProcessors(), new DefaultThreadFactory("cryoproxy-io"));
+            Integer.getInteger("cryoproxy.io.threads", Runtime.getRuntime().availableProcessors()),
+            new DefaultThreadFactory("cryoproxy-io"));
     this.controlPlane =
         Executors.newFixedThreadPool(2, new DefaultThreadFactory("cryoproxy-control", true));
     try {
@@ -133,10 +135,13 @@ public final class ProxyServer implements AutoCloseable {
           () ->
               pools.all().stream().map(org.cryoprotect.proxy.pool.ServerPool::poolStats).toList());
       metrics.registerPreparedStatements(() -> pools.prepared().size());
+      this.health = new HealthProbes(config, metrics);
+      health.start();
+      metrics.registerNodes(health::nodeStats);
       this.admin =
           config.admin() == null
               ? null
-              : AdminHttpServer.start(config.admin(), metrics.registry(), Readiness.ALWAYS_READY);
+              : AdminHttpServer.start(config.admin(), metrics.registry(), health);
     } catch (Exception e) {
       releaseResources();
       throw e;
@@ -184,6 +189,7 @@ public final class ProxyServer implements AutoCloseable {
       ignored.add("tls");
     }
     pools.reconfigure(next);
+    health.reconfigure(next);
     String result =
         "configuration reloaded from "
             + configFile
@@ -266,12 +272,20 @@ public final class ProxyServer implements AutoCloseable {
     log.info("shut down");
   }
 
+  /** The control-plane health probes of every node. */
+  public HealthProbes health() {
+    return health;
+  }
+
   /** The server pools, for the admin console and metrics. */
   public Pools pools() {
     return pools;
   }
 
   private void releaseResources() {
+    if (health != null) {
+      health.close();
+    }
     if (pools != null) {
       pools.close();
     }

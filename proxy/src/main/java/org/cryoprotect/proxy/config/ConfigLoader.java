@@ -24,6 +24,7 @@ import org.cryoprotect.proxy.config.ProxyConfig.ClientTls;
 import org.cryoprotect.proxy.config.ProxyConfig.ClientTlsMode;
 import org.cryoprotect.proxy.config.ProxyConfig.Database;
 import org.cryoprotect.proxy.config.ProxyConfig.Endpoint;
+import org.cryoprotect.proxy.config.ProxyConfig.Health;
 import org.cryoprotect.proxy.config.ProxyConfig.Limits;
 import org.cryoprotect.proxy.config.ProxyConfig.Pool;
 import org.cryoprotect.proxy.config.ProxyConfig.PoolMode;
@@ -43,7 +44,7 @@ import org.cryoprotect.proxy.config.ProxyConfig.User;
 public final class ConfigLoader {
   static final String ENV_PREFIX = "CRYOPROXY_";
   private static final Set<String> TOP_LEVEL =
-      Set.of("listen", "admin", "auth", "pool", "limits", "tls", "databases", "users");
+      Set.of("listen", "admin", "auth", "pool", "limits", "tls", "databases", "users", "health");
   private static final ObjectMapper YAML = new ObjectMapper(new YAMLFactory());
 
   private ConfigLoader() {}
@@ -139,9 +140,10 @@ public final class ConfigLoader {
     tls.rejectUnknownKeys();
     Map<String, Database> databases = databases(root.child("databases"));
     Map<String, User> users = users(root.child("users"));
+    Health health = health(root.child("health"));
     root.rejectUnknownKeys();
     return new ProxyConfig(
-        listen, admin, auth, pool, limits, clientTls, serverTls, databases, users);
+        listen, admin, auth, pool, limits, clientTls, serverTls, databases, users, health);
   }
 
   private static Endpoint endpoint(ConfigNode node, String host, int port) throws ConfigException {
@@ -197,6 +199,29 @@ public final class ConfigLoader {
     }
     node.rejectUnknownKeys();
     return pool;
+  }
+
+  private static Health health(ConfigNode node) throws ConfigException {
+    Health health =
+        new Health(
+            node.duration("interval", Duration.ofSeconds(2)),
+            node.duration("timeout", Duration.ofSeconds(1)),
+            node.string("user", null),
+            node.string("password", null));
+    if (health.interval().compareTo(Duration.ofMillis(100)) < 0
+        || health.interval().compareTo(Duration.ofHours(1)) > 0) {
+      throw new ConfigException(node.key("interval"), "must be between 100ms and 1h");
+    }
+    // 250 ms is HikariCP's floor for connectionTimeout and validationTimeout: it rejects less.
+    if (health.timeout().compareTo(Duration.ofMillis(250)) < 0
+        || health.timeout().compareTo(Duration.ofMinutes(1)) > 0) {
+      throw new ConfigException(node.key("timeout"), "must be between 250ms and 1m");
+    }
+    if (health.user() != null && health.user().isBlank()) {
+      throw new ConfigException(node.key("user"), "must not be empty");
+    }
+    node.rejectUnknownKeys();
+    return health;
   }
 
   private static Limits limits(ConfigNode node) throws ConfigException {

@@ -3,6 +3,7 @@ package org.cryoprotect.proxy.config;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.List;
+import java.util.Locale;
 import java.util.Map;
 
 /**
@@ -18,7 +19,8 @@ public record ProxyConfig(
     ClientTls clientTls,
     ServerTls serverTls,
     Map<String, Database> databases,
-    Map<String, User> users) {
+    Map<String, User> users,
+    Health health) {
 
   /** The pool mode for a client of {@code database} logging in as {@code user}. */
   public PoolMode poolMode(Database database, String user) {
@@ -108,10 +110,27 @@ public record ProxyConfig(
     PREFER,
     REQUIRE,
     VERIFY_CA,
-    VERIFY_FULL
+    VERIFY_FULL;
+
+    /** The libpq (and pgJDBC) {@code sslmode} value, e.g. {@code verify-full}. */
+    public String sslmode() {
+      return name().toLowerCase(Locale.ROOT).replace('_', '-');
+    }
   }
 
   public record ServerTls(ServerTlsMode mode, Path caFile) {}
+
+  /**
+   * Control-plane health probes of every node. {@code user} and {@code password} null: the
+   * database's own server login, else {@code auth.auth_user}, else {@code postgres}.
+   */
+  public record Health(Duration interval, Duration timeout, String user, String password) {
+    @Override
+    public String toString() {
+      // Records print every component; the password must not reach a log line.
+      return "Health[interval=" + interval + ", timeout=" + timeout + ", user=" + user + "]";
+    }
+  }
 
   /** A database clients connect to by {@code name}; {@code dbname} is its name on the server. */
   public record Database(

@@ -112,6 +112,59 @@ class ConfigLoaderTest {
   }
 
   @Test
+  void healthSectionHasDefaultsAndParses() throws Exception {
+    ProxyConfig.Health defaults = ConfigLoader.load(write(MINIMAL), Map.of()).health();
+    assertThat(defaults.interval()).isEqualTo(Duration.ofSeconds(2));
+    assertThat(defaults.timeout()).isEqualTo(Duration.ofSeconds(1));
+    assertThat(defaults.user()).isNull();
+    assertThat(defaults.password()).isNull();
+
+    ProxyConfig.Health health =
+        ConfigLoader.load(
+                write(
+                    MINIMAL
+                        + "health: { interval: 500ms, timeout: 2s, user: probe,"
+                        + " password: s3cret }\n"),
+                Map.of())
+            .health();
+    assertThat(health.interval()).isEqualTo(Duration.ofMillis(500));
+    assertThat(health.timeout()).isEqualTo(Duration.ofSeconds(2));
+    assertThat(health.user()).isEqualTo("probe");
+    assertThat(health.password()).isEqualTo("s3cret");
+    assertThat(health.toString()).doesNotContain("s3cret");
+
+    ProxyConfig fromEnv =
+        ConfigLoader.load(write(MINIMAL), Map.of("CRYOPROXY_HEALTH__INTERVAL", "250ms"));
+    assertThat(fromEnv.health().interval()).isEqualTo(Duration.ofMillis(250));
+  }
+
+  @Test
+  void badHealthValuesNameTheirKey() throws IOException {
+    assertThatThrownBy(
+            () -> ConfigLoader.load(write(MINIMAL + "health: { interval: often }\n"), Map.of()))
+        .hasMessageStartingWith("health.interval: expected a duration");
+    assertThatThrownBy(
+            () -> ConfigLoader.load(write(MINIMAL + "health: { interval: 10ms }\n"), Map.of()))
+        .hasMessage("health.interval: must be between 100ms and 1h");
+    assertThatThrownBy(
+            () -> ConfigLoader.load(write(MINIMAL + "health: { timeout: 100ms }\n"), Map.of()))
+        .hasMessage("health.timeout: must be between 250ms and 1m");
+    assertThatThrownBy(() -> ConfigLoader.load(write(MINIMAL + "health: { user: '' }\n"), Map.of()))
+        .hasMessage("health.user: must not be empty");
+    assertThatThrownBy(
+            () -> ConfigLoader.load(write(MINIMAL + "health: { intervall: 1s }\n"), Map.of()))
+        .hasMessage("health.intervall: unknown key");
+    assertThatThrownBy(() -> ConfigLoader.load(write(MINIMAL + "health: 5s\n"), Map.of()))
+        .hasMessage("health: expected a mapping");
+  }
+
+  @Test
+  void serverTlsModesHaveLibpqNames() {
+    assertThat(ProxyConfig.ServerTlsMode.VERIFY_FULL.sslmode()).isEqualTo("verify-full");
+    assertThat(ProxyConfig.ServerTlsMode.DISABLE.sslmode()).isEqualTo("disable");
+  }
+
+  @Test
   void invalidYamlIsReported() throws IOException {
     assertThatThrownBy(() -> ConfigLoader.load(write("listen: [\n"), Map.of()))
         .hasMessageContaining("invalid YAML");

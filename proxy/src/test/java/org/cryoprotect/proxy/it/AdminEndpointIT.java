@@ -2,6 +2,7 @@ package org.cryoprotect.proxy.it;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
+import static org.awaitility.Awaitility.await;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
@@ -48,6 +49,11 @@ class AdminEndpointIT {
       assertThat(live.statusCode()).isEqualTo(200);
       assertThat(live.body()).isEqualTo("live\n");
 
+      // Ready once the health probes have seen the primary (HealthIT covers the details).
+      await()
+          .atMost(Duration.ofSeconds(15))
+          .untilAsserted(
+              () -> assertThat(get(proxy.adminUri("/health/ready")).statusCode()).isEqualTo(200));
       HttpResponse<String> ready = get(proxy.adminUri("/health/ready"));
       assertThat(ready.statusCode()).isEqualTo(200);
       JsonNode body = new ObjectMapper().readTree(ready.body());

@@ -1,0 +1,112 @@
+package org.cryoprotect.proxy.health;
+
+import java.time.Instant;
+import java.util.Locale;
+import org.cryoprotect.proxy.config.ProxyConfig.Endpoint;
+
+/**
+ * The latest probe of one node of one database, immutable. {@code role} is the configured one;
+ * {@code inRecovery} is what the server said ({@code pg_is_in_recovery()}), so a replica promoted
+ * by an external tool shows up as a replica that is not in recovery.
+ *
+ * <p>{@code lsn} is the primary's {@code pg_current_wal_lsn()} or the replica's {@code
+ * pg_last_wal_replay_lsn()}, as a 64-bit WAL position; 0 (PostgreSQL's InvalidXLogRecPtr) when
+ * unknown. Lag is 0 on a node that is not in recovery. {@code error} says why the probe failed and
+ * is null when {@code up}. {@code checkedAt} is null until the first probe has finished.
+ */
+public record NodeHealth(
+    String database,
+    Endpoint node,
+    Role role,
+    boolean up,
+    boolean inRecovery,
+    double lagSeconds,
+    long lagBytes,
+    long lsn,
+    String error,
+    Instant checkedAt) {
+
+  public enum Role {
+    PRIMARY,
+    REPLICA;
+
+    /** {@code primary} or {@code replica}, as in metric labels and the readiness JSON. */
+    public String label() {
+      return name().toLowerCase(Locale.ROOT);
+    }
+  }
+
+  /** Before the first probe: down, so that readiness is not claimed before anything was checked. */
+  static NodeHealth notProbed(String database, Endpoint node, Role role) {
+    return new NodeHealth(database, node, role, false, false, 0, 0, 0, "not probed yet", null);
+  }
+
+  static NodeHealth down(String database, Endpoint node, Role role, String error, Instant at) {
+    return new NodeHealth(database, node, role, false, false, 0, 0, 0, error, at);
+  }
+
+  /**
+   * A successful probe. {@code receiveLsn} is {@code pg_last_wal_receive_lsn()} (0 if NULL) and
+   * {@code replayAgeSeconds} is {@code now() - pg_last_xact_replay_timestamp()} (null if NULL);
+   * both are ignored on a node that is not in recovery.
+   *
+   * <p>Time lag measured from the last replayed commit grows without bound while the primary is
+   * idle, although the replica has nothing to replay. So a replica that has replayed everything it
+   * received has lag 0; this also covers a new replica that has not replayed any transaction yet
+   * (NULL timestamp). Without streaming (receive position NULL) the age is all there is.
+   */
+  static NodeHealth observed(
+      String database,
+      Endpoint node,
+      Role role,
+      boolean inRecovery,
+      long lsn,
+      long receiveLsn,
+      Double replayAgeSeconds,
+      Instant at) {
+    double lagSeconds = 0;
+    long lagBytes = 0;
+    if (inRecovery) {
+      lagBytes = receiveLsn == 0 ? 0 : Math.max(0, receiveLsn - lsn);
+      boolean caughtUp = receiveLsn != 0 && lagBytes == 0;
+      if (!caughtUp && replayAgeSeconds != null) {
+        lagSeconds = Math.max(0, replayAgeSeconds);
+      }
+    }
+    return new NodeHealth(
+        database, node, role, true, inRecovery, lagSeconds, lagBytes, lsn, null, at);
+  }
+
+  /** {@code 16/B374D848} as a 64-bit WAL position; null (SQL NULL) is 0. */
+  static long parseLsn(String text) {
+    if (text == null) {
+      return 0;
+    }
+    int slash = text.indexOf('/');
+    if (slash < 0) {
+      throw new IllegalArgumentException("not a pg_lsn: " + text);
+    }
+    long high = Long.parseLong(text.substring(0, slash), 16);
+    long low = Long.parseLong(text.substring(slash + 1), 16);
+    return (high << 32) | low;
+  }
+
+  /** Whether the node answered and is what the configuration says it is. */
+  public boolean usable() {
+    return up && inRecovery == (role == Role.REPLICA);
+  }
+
+  /** Why the node is not usable in its configured role, or {@code ""}. */
+  public String detail() {
+    if (!up) {
+      return error;
+    }
+    if (role == Role.PRIMARY && inRecovery) {
+      return "in recovery: a standby, cannot take writes";
+    }
+    if (role == Role.REPLICA && !inRecovery) {
+      return "not in recovery: promoted, no longer a replica";
+    }
+    return "";
+  }
+}
