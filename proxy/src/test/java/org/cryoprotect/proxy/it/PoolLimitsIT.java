@@ -85,14 +85,15 @@ class PoolLimitsIT {
     }
   }
 
-  /** Server connections to {@code db}, as PostgreSQL sees them. */
+  /** Pooled server connections to {@code db}, as PostgreSQL sees them (health probes aside). */
   static int serverConnections(String db) {
     return Integer.parseInt(
         pg.primary()
             .queryString(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = '"
                     + db
-                    + "' AND backend_type = 'client backend'"));
+                    + "' AND backend_type = 'client backend'"
+                    + " AND application_name <> 'cryoproxy-health'"));
   }
 
   static boolean backendAlive(String pid) {
