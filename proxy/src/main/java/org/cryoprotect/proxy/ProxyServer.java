@@ -35,6 +35,7 @@ import org.cryoprotect.proxy.frontend.ClientSecrets;
 import org.cryoprotect.proxy.frontend.ClientStartupHandler;
 import org.cryoprotect.proxy.frontend.Frontend;
 import org.cryoprotect.proxy.health.HealthProbes;
+import org.cryoprotect.proxy.metrics.NodeStats;
 import org.cryoprotect.proxy.metrics.PrometheusMetrics;
 import org.cryoprotect.proxy.metrics.ProxyMetrics;
 import org.cryoprotect.proxy.pool.Pools;
@@ -136,6 +137,7 @@ public final class ProxyServer implements AutoCloseable {
               pools.all().stream().map(org.cryoprotect.proxy.pool.ServerPool::poolStats).toList());
       metrics.registerPreparedStatements(() -> pools.prepared().size());
       this.health = new HealthProbes(config, metrics);
+      metrics.initialiseNodes(health.nodeStats().stream().map(NodeStats::node).toList());
       health.start();
       metrics.registerNodes(health::nodeStats);
       this.admin =
@@ -190,6 +192,7 @@ public final class ProxyServer implements AutoCloseable {
     }
     pools.reconfigure(next);
     health.reconfigure(next);
+    metrics.initialiseNodes(health.nodeStats().stream().map(NodeStats::node).toList());
     String result =
         "configuration reloaded from "
             + configFile

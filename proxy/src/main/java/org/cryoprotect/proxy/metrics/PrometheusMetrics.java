@@ -9,6 +9,7 @@ import io.prometheus.metrics.instrumentation.jvm.JvmMetrics;
 import io.prometheus.metrics.model.registry.PrometheusRegistry;
 import io.prometheus.metrics.model.snapshots.Unit;
 import java.util.Collection;
+import java.util.List;
 import java.util.function.LongSupplier;
 import java.util.function.Supplier;
 
@@ -33,6 +34,20 @@ public final class PrometheusMetrics implements ProxyMetrics {
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
     30, 60
   };
+
+  /**
+   * Every state change a node's circuit breaker can make (DESIGN §4: closed, open, half-open; no
+   * forced or disabled states), as {@code {from, to}} in {@link #breakerTransition}'s vocabulary.
+   */
+  static final List<List<String>> BREAKER_TRANSITIONS =
+      List.of(
+          List.of(BREAKER_CLOSED, BREAKER_OPEN),
+          List.of(BREAKER_OPEN, BREAKER_HALF_OPEN),
+          List.of(BREAKER_HALF_OPEN, BREAKER_CLOSED),
+          List.of(BREAKER_HALF_OPEN, BREAKER_OPEN));
+
+  /** Why a statement is replayed (DESIGN §4 and §5); {@link #replay} takes one of these. */
+  static final List<String> REPLAY_REASONS = List.of(REPLAY_CONNECTION_LOST, REPLAY_READ_ONLY);
 
   private final PrometheusRegistry registry = new PrometheusRegistry();
   private final ScrapeTimeGauges gauges = new ScrapeTimeGauges();
@@ -98,6 +113,7 @@ public final class PrometheusMetrics implements ProxyMetrics {
             "to");
     retries = counter("cryoproxy_retries_total", "Connection attempts retried per node", "node");
     replays = counter("cryoproxy_replays_total", "Statements replayed on another server", "reason");
+    REPLAY_REASONS.forEach(reason -> replays.labelValues(reason)); // exported as 0 until one
     probes =
         counter(
             "cryoproxy_probes_total",
@@ -155,6 +171,22 @@ public final class PrometheusMetrics implements ProxyMetrics {
         .classicUpperBounds(buckets)
         .labelNames(labels)
         .register(registry);
+  }
+
+  /**
+   * Exports the per-node counters of {@code nodes} ({@code host:port}, as the node label) at zero:
+   * retries and every breaker transition. A series that appears only with its first event leaves
+   * {@code rate()} and {@code increase()} without data, and a dashboard blank, exactly when nothing
+   * went wrong; zero is the truth until then. Call it with the configured nodes at startup and
+   * after each reload; nodes already known keep their counts.
+   */
+  public void initialiseNodes(Collection<String> nodes) {
+    for (String node : nodes) {
+      retries.labelValues(label(node));
+      for (List<String> t : BREAKER_TRANSITIONS) {
+        breakerTransitions.labelValues(label(node), t.get(0), t.get(1));
+      }
+    }
   }
 
   /** The registry the admin endpoint exposes. */

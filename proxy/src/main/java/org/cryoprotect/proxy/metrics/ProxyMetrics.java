@@ -34,6 +34,21 @@ public interface ProxyMetrics {
 
   String REPLICA = "replica";
 
+  /** {@link #breakerTransition} states. */
+  String BREAKER_CLOSED = "closed";
+
+  String BREAKER_HALF_OPEN = "half_open";
+
+  String BREAKER_OPEN = "open";
+
+  /** {@link #replay} reason: the server connection died before any reply reached the client. */
+  String REPLAY_CONNECTION_LOST = "connection_lost";
+
+  /**
+   * {@link #replay} reason: a replica answered 25006 (read-only transaction); run on the primary.
+   */
+  String REPLAY_READ_ONLY = "read_only";
+
   default void clientLogin(String database, String user) {}
 
   /** A login refused; {@code reason} is a short word such as {@code password} or {@code user}. */
@@ -66,11 +81,18 @@ public interface ProxyMetrics {
 
   default void preparedEviction() {}
 
-  /** Circuit breaker state change; states are {@code closed}, {@code half_open}, {@code open}. */
+  /**
+   * Circuit breaker state change; states are {@link #BREAKER_CLOSED}, {@link #BREAKER_HALF_OPEN},
+   * {@link #BREAKER_OPEN}.
+   */
   default void breakerTransition(String node, String from, String to) {}
 
   default void retry(String node) {}
 
+  /**
+   * A statement replayed; {@code reason} is {@link #REPLAY_CONNECTION_LOST} or {@link
+   * #REPLAY_READ_ONLY}.
+   */
   default void replay(String reason) {}
 
   /** One health probe of {@code node}. */

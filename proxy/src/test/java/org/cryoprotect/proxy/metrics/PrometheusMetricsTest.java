@@ -97,6 +97,46 @@ class PrometheusMetricsTest {
   }
 
   @Test
+  void knownNodesAndReplayReasonsAreExportedAtZeroBeforeTheirFirstEvent() throws IOException {
+    Exposition fresh = scrape();
+    assertThat(fresh.value("cryoproxy_replays_total", "reason", "connection_lost")).isZero();
+    assertThat(fresh.value("cryoproxy_replays_total", "reason", "read_only")).isZero();
+    assertThat(fresh.has("cryoproxy_retries_total")).isFalse();
+    assertThat(fresh.has("cryoproxy_breaker_transitions_total")).isFalse();
+
+    metrics.retry("db1:5432");
+    metrics.initialiseNodes(List.of("db1:5432", "db2:5432"));
+    metrics.initialiseNodes(List.of("db1:5432", "db2:5432")); // a reload: counts are kept
+
+    Exposition e = scrape();
+    assertThat(e.value("cryoproxy_retries_total", "node", "db1:5432")).isEqualTo(1);
+    assertThat(e.value("cryoproxy_retries_total", "node", "db2:5432")).isZero();
+    for (String node : List.of("db1:5432", "db2:5432")) {
+      for (String[] t :
+          new String[][] {
+            {"closed", "open"},
+            {"open", "half_open"},
+            {"half_open", "closed"},
+            {"half_open", "open"}
+          }) {
+        assertThat(
+                e.value(
+                    "cryoproxy_breaker_transitions_total", "node", node, "from", t[0], "to", t[1]))
+            .as("%s %s -> %s", node, t[0], t[1])
+            .isZero();
+      }
+    }
+    // Nothing beyond the transitions a breaker can make: no closed -> half_open, no self-loops.
+    assertThat(
+            e.samples().stream()
+                .filter(s -> s.name().equals("cryoproxy_breaker_transitions_total"))
+                .count())
+        .isEqualTo(8);
+    assertThat(e.samples().stream().filter(s -> s.name().equals("cryoproxy_retries_total")).count())
+        .isEqualTo(2);
+  }
+
+  @Test
   void histogramsCountEveryObservationInSeconds() throws IOException {
     metrics.checkout("app", "db1:5432", 50_000); // 50 µs
     metrics.checkout("app", "db1:5432", 3_000_000); // 3 ms
