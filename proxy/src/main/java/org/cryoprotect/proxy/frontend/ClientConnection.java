@@ -7,6 +7,7 @@ import java.net.InetSocketAddress;
 import java.util.concurrent.ScheduledFuture;
 import org.cryoprotect.proxy.backend.ServerConnection;
 import org.cryoprotect.proxy.config.ProxyConfig.Database;
+import org.cryoprotect.proxy.metrics.ProxyMetrics;
 import org.cryoprotect.proxy.protocol.SqlState;
 import org.cryoprotect.proxy.protocol.backend.BackendKeyData;
 import org.cryoprotect.proxy.protocol.backend.ErrorResponse;
@@ -35,6 +36,7 @@ public final class ClientConnection {
   private boolean tls;
   private boolean admin;
   private boolean counted;
+  private ProxyMetrics metrics = ProxyMetrics.NONE;
 
   ClientConnection(Channel channel, BackendKeyData keyData) {
     this.channel = channel;
@@ -108,6 +110,10 @@ public final class ClientConnection {
     }
   }
 
+  void metrics(ProxyMetrics metrics) {
+    this.metrics = metrics;
+  }
+
   boolean counted() {
     return counted;
   }
@@ -123,6 +129,7 @@ public final class ClientConnection {
   /** Sends a FATAL error and closes: the end of every connection the proxy refuses or ends. */
   public void fatal(SqlState state, String message) {
     closeReason = state.code() + " " + message;
+    metrics.error(state.code().substring(0, 2), ProxyMetrics.PROXY);
     sendAndClose(ErrorResponse.of(Severity.FATAL, state, message).encode(channel.alloc()));
   }
 

@@ -16,6 +16,7 @@ import java.util.Map;
 import java.util.concurrent.TimeUnit;
 import org.cryoprotect.proxy.backend.ServerCredentials;
 import org.cryoprotect.proxy.backend.ServerException;
+import org.cryoprotect.proxy.metrics.ProxyMetrics;
 import org.cryoprotect.proxy.pool.PoolClient;
 import org.cryoprotect.proxy.pool.PooledServer;
 import org.cryoprotect.proxy.pool.PreparedRegistry;
@@ -585,16 +586,16 @@ final class ClientSession extends ChannelInboundHandlerAdapter implements Server
   private void acquired(Future<? super PooledServer> f) {
     acquiring = false;
     state = f.isSuccess() ? "active" : "idle";
+    if (!f.isSuccess()) {
+      acquireFailed(f.cause());
+      return;
+    }
     frontend
         .metrics()
         .checkout(
             client.database().name(),
             pool.key().node().toString(),
             System.nanoTime() - acquireStart);
-    if (!f.isSuccess()) {
-      acquireFailed(f.cause());
-      return;
-    }
     PooledServer s = (PooledServer) f.getNow();
     if (closing) {
       pool.release(s);
@@ -659,6 +660,10 @@ final class ClientSession extends ChannelInboundHandlerAdapter implements Server
   private void acquireFailed(Throwable cause) {
     if (loginPending) {
       if (cause instanceof ServerException e && e.serverError() != null) {
+        String code = e.serverError().sqlState();
+        if (code != null && code.length() == 5) {
+          frontend.metrics().error(code.substring(0, 2), ProxyMetrics.SERVER);
+        }
         client.closeReason("server refused login: " + e.serverError());
         client.sendAndClose(e.serverError().encode(ctx.alloc()));
       } else if (cause instanceof ServerException e) {

@@ -38,6 +38,7 @@ public final class ClientStartupHandler extends ChannelInboundHandlerAdapter {
   @Override
   public void channelActive(ChannelHandlerContext ctx) {
     client = frontend.cancels().newClient(ctx.channel());
+    client.metrics(frontend.metrics());
     long timeout = frontend.config().limits().clientLoginTimeout().toMillis();
     client.loginTimeout(
         ctx.executor()

@@ -174,7 +174,9 @@ public final class ServerPool {
           return;
         }
         waiters.pollFirst();
-        checkouts++;
+        if (server != null) {
+          checkouts++; // a new connection counts its checkout when it is open (see open())
+        }
       }
       stale.forEach(s -> s.channel().close());
       cancelTimers(next);
