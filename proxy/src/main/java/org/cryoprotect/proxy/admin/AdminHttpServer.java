@@ -58,7 +58,10 @@ public final class AdminHttpServer implements AutoCloseable {
     server.createContext(
         "/", ex -> respond(ex, 404, TEXT, "try /metrics, /health/live, /health/ready\n"));
     server.start();
-    log.info("admin endpoint on http://{}", admin.address());
+    log.info(
+        "admin endpoint on http://{}:{}",
+        admin.address().getHostString(),
+        admin.address().getPort());
     return admin;
   }
 

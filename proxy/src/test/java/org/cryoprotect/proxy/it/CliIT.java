@@ -148,6 +148,44 @@ class CliIT {
         .doesNotContain("not-logged");
   }
 
+  @Test
+  void jsonLogLinesForLogPipelines(PgCluster pg) throws Exception {
+    Path config = dir.resolve("json.yaml");
+    Files.writeString(
+        config,
+        "listen: { host: 127.0.0.1, port: "
+            + freePort()
+            + " }\nadmin: { host: 127.0.0.1, port: 0 }\n"
+            + RunningProxy.database("app", "postgres", "127.0.0.1", pg.primary().port()));
+    Path log = dir.resolve("json.log");
+    ProcessBuilder builder =
+        java("run", "--config", config.toString())
+            .redirectErrorStream(true)
+            .redirectOutput(log.toFile());
+    builder.environment().put("CRYOPROXY_LOG_FORMAT", "json");
+    Process proxy = builder.start();
+    try {
+      await()
+          .atMost(Duration.ofSeconds(30))
+          .until(() -> Files.readString(log).contains("listening on"));
+    } finally {
+      proxy.destroy();
+      proxy.waitFor(20, TimeUnit.SECONDS);
+      proxy.destroyForcibly();
+    }
+    com.fasterxml.jackson.databind.ObjectMapper json =
+        new com.fasterxml.jackson.databind.ObjectMapper();
+    List<String> lines = Files.readAllLines(log).stream().filter(l -> !l.isBlank()).toList();
+    assertThat(lines).isNotEmpty();
+    for (String line : lines) {
+      com.fasterxml.jackson.databind.JsonNode node = json.readTree(line);
+      assertThat(node.has("level") && node.has("loggerName") && node.has("formattedMessage"))
+          .as(line)
+          .isTrue();
+    }
+    assertThat(lines).anyMatch(l -> l.contains("shut down"));
+  }
+
   private static int answer(Connection c, String sql) throws SQLException {
     try (Statement s = c.createStatement();
         ResultSet rs = s.executeQuery(sql)) {
