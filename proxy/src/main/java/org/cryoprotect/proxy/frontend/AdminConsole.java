@@ -21,10 +21,8 @@ import org.cryoprotect.proxy.pool.PooledServer;
 import org.cryoprotect.proxy.pool.ServerPool;
 import org.cryoprotect.proxy.protocol.Frames;
 import org.cryoprotect.proxy.protocol.SqlState;
-import org.cryoprotect.proxy.protocol.backend.Authentication.AuthenticationOk;
 import org.cryoprotect.proxy.protocol.backend.ErrorResponse;
 import org.cryoprotect.proxy.protocol.backend.ErrorResponse.Severity;
-import org.cryoprotect.proxy.protocol.backend.ParameterStatus;
 import org.cryoprotect.proxy.protocol.backend.ReadyForQuery;
 import org.cryoprotect.proxy.protocol.frontend.Query;
 
@@ -49,9 +47,6 @@ final class AdminConsole extends ChannelInboundHandlerAdapter {
 
   @Override
   public void handlerAdded(ChannelHandlerContext ctx) {
-    client.count(frontend.loggedIn());
-    client.loggedIn();
-    ctx.write(new AuthenticationOk().encode(ctx.alloc()));
     Map<String, String> parameters = new LinkedHashMap<>();
     // Drivers parse this as a PostgreSQL version: claim a modern one, name the proxy after it.
     parameters.put("server_version", "18.0 (CryoProxy " + version() + " admin console)");
@@ -60,11 +55,7 @@ final class AdminConsole extends ChannelInboundHandlerAdapter {
     parameters.put("DateStyle", "ISO, MDY");
     parameters.put("integer_datetimes", "on");
     parameters.put("standard_conforming_strings", "on");
-    parameters.forEach((k, v) -> ctx.write(new ParameterStatus(k, v).encode(ctx.alloc())));
-    ctx.write(client.keyData().encode(ctx.alloc()));
-    ctx.writeAndFlush(new ReadyForQuery(ReadyForQuery.IDLE).encode(ctx.alloc()));
-    client.logOpened();
-    ctx.channel().config().setAutoRead(true);
+    client.welcome(ctx, parameters, frontend.loggedIn());
   }
 
   @Override

@@ -3,15 +3,20 @@ package org.cryoprotect.proxy.frontend;
 import io.netty.buffer.ByteBuf;
 import io.netty.channel.Channel;
 import io.netty.channel.ChannelFutureListener;
+import io.netty.channel.ChannelHandlerContext;
 import java.net.InetSocketAddress;
+import java.util.Map;
 import java.util.concurrent.ScheduledFuture;
 import org.cryoprotect.proxy.backend.ServerConnection;
 import org.cryoprotect.proxy.config.ProxyConfig.Database;
 import org.cryoprotect.proxy.metrics.ProxyMetrics;
 import org.cryoprotect.proxy.protocol.SqlState;
+import org.cryoprotect.proxy.protocol.backend.Authentication.AuthenticationOk;
 import org.cryoprotect.proxy.protocol.backend.BackendKeyData;
 import org.cryoprotect.proxy.protocol.backend.ErrorResponse;
 import org.cryoprotect.proxy.protocol.backend.ErrorResponse.Severity;
+import org.cryoprotect.proxy.protocol.backend.ParameterStatus;
+import org.cryoprotect.proxy.protocol.backend.ReadyForQuery;
 import org.cryoprotect.proxy.protocol.frontend.StartupMessage;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -124,6 +129,24 @@ public final class ClientConnection {
       loginTimeout.cancel(false);
       loginTimeout = null;
     }
+  }
+
+  /**
+   * Login is complete: AuthenticationOk, the ParameterStatus values, the proxy's cancel key,
+   * ReadyForQuery; the client is counted, its login deadline cancelled, and reading starts.
+   */
+  void welcome(
+      ChannelHandlerContext ctx,
+      Map<String, String> parameters,
+      java.util.concurrent.atomic.AtomicInteger loggedIn) {
+    count(loggedIn);
+    loggedIn();
+    ctx.write(new AuthenticationOk().encode(ctx.alloc()));
+    parameters.forEach((k, v) -> ctx.write(new ParameterStatus(k, v).encode(ctx.alloc())));
+    ctx.write(keyData.encode(ctx.alloc()));
+    ctx.writeAndFlush(new ReadyForQuery(ReadyForQuery.IDLE).encode(ctx.alloc()));
+    logOpened();
+    ctx.channel().config().setAutoRead(true);
   }
 
   /** Sends a FATAL error and closes: the end of every connection the proxy refuses or ends. */

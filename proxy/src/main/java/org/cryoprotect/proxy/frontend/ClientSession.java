@@ -27,7 +27,6 @@ import org.cryoprotect.proxy.pool.SqlScan.Pin;
 import org.cryoprotect.proxy.protocol.Frames;
 import org.cryoprotect.proxy.protocol.ProtocolException;
 import org.cryoprotect.proxy.protocol.SqlState;
-import org.cryoprotect.proxy.protocol.backend.Authentication.AuthenticationOk;
 import org.cryoprotect.proxy.protocol.backend.DataRow;
 import org.cryoprotect.proxy.protocol.backend.ErrorResponse;
 import org.cryoprotect.proxy.protocol.backend.ErrorResponse.Severity;
@@ -210,14 +209,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter implements Server
     loginPending = false;
     pool.joined(this);
     frontend.metrics().clientLogin(database(), user());
-    client.count(frontend.loggedIn());
-    client.loggedIn();
-    ctx.write(new AuthenticationOk().encode(ctx.alloc()));
-    parameters.forEach((k, v) -> ctx.write(new ParameterStatus(k, v).encode(ctx.alloc())));
-    ctx.write(client.keyData().encode(ctx.alloc()));
-    ctx.writeAndFlush(new ReadyForQuery(ReadyForQuery.IDLE).encode(ctx.alloc()));
-    client.logOpened();
-    ctx.channel().config().setAutoRead(true);
+    client.welcome(ctx, parameters, frontend.loggedIn());
   }
 
   // ---------------------------------------------------------------- client side
