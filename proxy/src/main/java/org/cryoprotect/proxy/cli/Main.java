@@ -41,11 +41,22 @@ public final class Main {
       Runtime.getRuntime()
           .addShutdownHook(
               new Thread(
-                  () -> server.shutdown(server.config().limits().shutdownTimeout()),
+                  () -> {
+                    server.shutdown(server.config().limits().shutdownTimeout());
+                    flushLogs();
+                  },
                   "cryoproxy-shutdown"));
       reloadOnSighup(server);
       server.awaitTermination();
       return 0;
+    }
+  }
+
+  /** Log lines go through an asynchronous appender: write out the queue before the JVM ends. */
+  private static void flushLogs() {
+    if (org.slf4j.LoggerFactory.getILoggerFactory()
+        instanceof ch.qos.logback.classic.LoggerContext context) {
+      context.stop();
     }
   }
 
