@@ -1,6 +1,7 @@
 package org.cryoprotect.proxy.frontend;
 
 import io.netty.buffer.ByteBuf;
+import io.netty.buffer.ByteBufAllocator;
 import io.netty.channel.Channel;
 import io.netty.channel.ChannelHandlerContext;
 import io.netty.channel.ChannelInboundHandlerAdapter;
@@ -9,17 +10,15 @@ import io.netty.util.concurrent.Future;
 import io.netty.util.concurrent.ScheduledFuture;
 import java.util.ArrayDeque;
 import java.util.EnumSet;
-import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
 import org.cryoprotect.proxy.backend.ServerCredentials;
 import org.cryoprotect.proxy.backend.ServerException;
+import org.cryoprotect.proxy.frontend.Pending.Kind;
 import org.cryoprotect.proxy.metrics.ProxyMetrics;
-import org.cryoprotect.proxy.pool.PoolClient;
 import org.cryoprotect.proxy.pool.PooledServer;
-import org.cryoprotect.proxy.pool.PreparedRegistry;
 import org.cryoprotect.proxy.pool.ServerPool;
 import org.cryoprotect.proxy.pool.ServerUser;
 import org.cryoprotect.proxy.pool.SqlScan;
@@ -32,12 +31,9 @@ import org.cryoprotect.proxy.protocol.backend.ErrorResponse;
 import org.cryoprotect.proxy.protocol.backend.ErrorResponse.Severity;
 import org.cryoprotect.proxy.protocol.backend.ParameterStatus;
 import org.cryoprotect.proxy.protocol.backend.ReadyForQuery;
-import org.cryoprotect.proxy.protocol.frontend.Bind;
 import org.cryoprotect.proxy.protocol.frontend.FrontendMessageTypes;
-import org.cryoprotect.proxy.protocol.frontend.Parse;
 import org.cryoprotect.proxy.protocol.frontend.Query;
 import org.cryoprotect.proxy.protocol.frontend.StartupMessage;
-import org.cryoprotect.proxy.protocol.frontend.Target;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -52,61 +48,20 @@ import org.slf4j.LoggerFactory;
  * the client's session parameters with it from server connection to server connection, and pins the
  * client to its server connection for state that cannot move (LISTEN, temporary tables, ...).
  *
+ * <p>Collaborators: {@link Pending} (the reply queue's entries), {@link StatementRenamer} (prepared
+ * statements), {@link SessionSettings} (settings SQL), {@link LocalAnswers} (replies without a
+ * server), {@link ClientView} (what other threads see).
+ *
  * <p>Confined to the client's event loop: the pool delivers server frames here too.
  */
-final class ClientSession extends ChannelInboundHandlerAdapter implements ServerUser, PoolClient {
+final class ClientSession extends ChannelInboundHandlerAdapter
+    implements ServerUser, StatementRenamer.Link {
   private static final Logger log = LoggerFactory.getLogger(ClientSession.class);
-
-  /** Startup parameters that are not session settings. */
-  private static final List<String> NOT_SETTINGS =
-      List.of("user", "database", "replication", "options");
-
-  /** What the session parameters of a server connection are after the client's transaction. */
-  private static final String SNAPSHOT_SQL =
-      "SELECT name, setting FROM pg_catalog.pg_settings"
-          + " WHERE source = 'session' AND name NOT IN ('role', 'session_authorization')"
-          + " UNION ALL SELECT 'role', pg_catalog.current_setting('role')"
-          + " WHERE pg_catalog.current_setting('role') <> 'none'";
 
   private static final int MAX_PREPARE_ATTEMPTS = 3;
 
   /** Every statement runs on the primary until replica routing exists. */
   private static final String ROUTE = "primary";
-
-  private enum Kind {
-    PARSE,
-    BIND,
-    DESCRIBE,
-    EXECUTE,
-    CLOSE,
-    SYNC,
-    QUERY,
-    FUNCTION,
-    /** The proxy's own simple query (check, reset): its replies never reach the client. */
-    INJECTED,
-    /** The client's session settings applied at checkout; recorded on the server when done. */
-    APPLY,
-    /** The session-state snapshot query; its rows are read here. */
-    SNAPSHOT,
-    /** A reply the proxy owes the client without asking the server: ParseComplete. */
-    LOCAL_PARSE_COMPLETE,
-    /** CloseComplete for a statement Close answered locally. */
-    LOCAL_CLOSE_COMPLETE
-  }
-
-  /** One reply (sequence) the server or the proxy still owes. */
-  private static final class Pending {
-    final Kind kind;
-    final boolean toClient;
-    final String statement; // proxy statement name for PARSE and BIND, else null
-    PreparedRegistry.Entry entry; // for PARSE: marked verified when the server accepts it
-
-    Pending(Kind kind, boolean toClient, String statement) {
-      this.kind = kind;
-      this.toClient = toClient;
-      this.statement = statement;
-    }
-  }
 
   private final ClientConnection client;
   private final Frontend frontend;
@@ -116,7 +71,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter implements Server
   private final ServerCredentials credentials;
   private final Map<String, String> startupSettings;
   private Map<String, String> desired;
-  private final Map<String, PreparedRegistry.Entry> statements = new HashMap<>();
+  private final StatementRenamer statements;
   private final EnumSet<Pin> pins = EnumSet.noneOf(Pin.class);
 
   private final ArrayDeque<ByteBuf> backlog = new ArrayDeque<>();
@@ -140,8 +95,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter implements Server
   private long acquireStart;
   private long queryStart; // first client message since the last ReadyForQuery, or 0
   private long xactStart; // first client message since the last ReadyForQuery 'I', or 0
-  private volatile String state = "idle"; // for SHOW CLIENTS, read from other threads
-  private volatile int serverPid;
+  private final ClientView view; // what SHOW CLIENTS and the pool's statistics see
 
   ClientSession(
       ClientConnection client,
@@ -156,40 +110,19 @@ final class ClientSession extends ChannelInboundHandlerAdapter implements Server
     this.transactionMode = transactionMode;
     this.serverStartup = serverStartup;
     this.credentials = credentials;
-    this.startupSettings = settingsOf(client.startup());
+    this.startupSettings = SessionSettings.of(client.startup());
     this.desired = startupSettings;
-  }
-
-  /** The client's startup parameters that are session settings, including {@code -c} options. */
-  static Map<String, String> settingsOf(StartupMessage startup) {
-    Map<String, String> settings = new LinkedHashMap<>();
-    startup
-        .parameters()
-        .forEach(
-            (k, v) -> {
-              if (!NOT_SETTINGS.contains(k) && !k.startsWith("_pq_")) {
-                settings.put(k, v);
-              }
-            });
-    String options = startup.parameters().get("options");
-    if (options != null) {
-      String[] words = options.trim().split("\\s+");
-      for (int i = 0; i < words.length; i++) {
-        String setting = null;
-        if (words[i].equals("-c") && i + 1 < words.length) {
-          setting = words[++i];
-        } else if (words[i].startsWith("-c")) {
-          setting = words[i].substring(2);
-        } else if (words[i].startsWith("--")) {
-          setting = words[i].substring(2);
-        }
-        int eq = setting == null ? -1 : setting.indexOf('=');
-        if (eq > 0) {
-          settings.put(setting.substring(0, eq).replace('-', '_'), setting.substring(eq + 1));
-        }
-      }
-    }
-    return Map.copyOf(settings);
+    this.statements =
+        new StatementRenamer(
+            transactionMode,
+            frontend.pools().prepared(),
+            () -> frontend.config().pool().preparedPerServer(),
+            frontend.metrics());
+    this.view =
+        new ClientView(
+            client,
+            () -> desired.getOrDefault("application_name", ""),
+            () -> statements.byName().size());
   }
 
   // ---------------------------------------------------------------- login
@@ -207,8 +140,8 @@ final class ClientSession extends ChannelInboundHandlerAdapter implements Server
 
   private void greet(Map<String, String> parameters) {
     loginPending = false;
-    pool.joined(this);
-    frontend.metrics().clientLogin(database(), user());
+    pool.joined(view);
+    frontend.metrics().clientLogin(client.database().name(), client.user());
     client.welcome(ctx, parameters, frontend.loggedIn());
   }
 
@@ -268,44 +201,8 @@ final class ClientSession extends ChannelInboundHandlerAdapter implements Server
   }
 
   private boolean answerWithoutServer(ByteBuf frame) {
-    byte type = Frames.type(frame);
-    switch (type) {
-      case 'P' -> {
-        Parse parse = Parse.decode(Frames.body(frame));
-        if (parse.name().isEmpty()) {
-          return false;
-        }
-        PreparedRegistry.Entry entry =
-            frontend.pools().prepared().register(parse.query(), parse.paramTypes());
-        if (!entry.verified()) {
-          return false;
-        }
-        frame.release();
-        statements.put(parse.name(), entry);
-        ctx.write(Query.empty(ctx.alloc(), '1'));
-      }
-      case 'C' -> {
-        Target target = Target.decode('C', Frames.body(frame));
-        if (!target.isStatement() || target.name().isEmpty()) {
-          return false;
-        }
-        frame.release();
-        statements.remove(target.name());
-        ctx.write(Query.empty(ctx.alloc(), '3'));
-      }
-      case 'S' -> {
-        frame.release();
-        ctx.write(new ReadyForQuery(txStatus).encode(ctx.alloc()));
-      }
-      case 'H' -> {
-        frame.release();
-        ctx.flush();
-      }
-      default -> {
-        return false;
-      }
-    }
-    return true;
+    return LocalAnswers.withoutServer(
+        ctx, frame, frontend.pools().prepared(), statements.byName(), txStatus);
   }
 
   /** A body the proxy must read but cannot is a protocol violation, as the server would say. */
@@ -340,9 +237,9 @@ final class ClientSession extends ChannelInboundHandlerAdapter implements Server
   @Override
   public void channelInactive(ChannelHandlerContext ctx) {
     closing = true;
-    pool.left(this);
+    pool.left(view);
     if (!loginPending) {
-      frontend.metrics().clientClosed(database(), user());
+      frontend.metrics().clientClosed(client.database().name(), client.user());
     }
     releaseBacklog();
     if (server != null) {
@@ -411,11 +308,23 @@ final class ClientSession extends ChannelInboundHandlerAdapter implements Server
         pending.add(new Pending(Kind.QUERY, true, null));
         write(frame);
       }
-      case 'P' -> parse(frame);
-      case 'B' -> bind(frame);
-      case 'D' -> describe(frame);
+      case 'P' -> {
+        midBatch = true;
+        statements.parse(frame, this);
+      }
+      case 'B' -> {
+        midBatch = true;
+        statements.bind(frame, this);
+      }
+      case 'D' -> {
+        midBatch = true;
+        statements.describe(frame, this);
+      }
       case 'E' -> extended(frame, Kind.EXECUTE);
-      case 'C' -> close(frame);
+      case 'C' -> {
+        midBatch = true;
+        statements.close(frame, this);
+      }
       case 'S' -> {
         midBatch = false;
         pending.add(new Pending(Kind.SYNC, true, null));
@@ -439,107 +348,31 @@ final class ClientSession extends ChannelInboundHandlerAdapter implements Server
     write(frame);
   }
 
-  private void parse(ByteBuf frame) {
-    midBatch = true;
-    Parse parse = Parse.decode(Frames.body(frame));
-    if (!transactionMode || parse.name().isEmpty()) {
-      noteEffects(SqlScan.scan(parse.query()));
-      pending.add(new Pending(Kind.PARSE, true, null));
-      write(frame);
-      return;
-    }
-    frame.release();
-    PreparedRegistry.Entry entry =
-        frontend.pools().prepared().register(parse.query(), parse.paramTypes());
-    statements.put(parse.name(), entry);
-    if (server.hasPrepared(entry.name())) {
-      local(Kind.LOCAL_PARSE_COMPLETE);
-    } else {
-      prepareOnServer(entry, true);
-    }
+  // ---------------------------------------------------------------- StatementRenamer.Link
+
+  @Override
+  public PooledServer server() {
+    return server;
   }
 
-  private void bind(ByteBuf frame) {
-    midBatch = true;
-    String name = transactionMode ? Bind.statement(frame) : "";
-    PreparedRegistry.Entry entry = name.isEmpty() ? null : statements.get(name);
-    if (entry == null) {
-      pending.add(new Pending(Kind.BIND, true, null)); // unnamed, or unknown: the server says so
-      write(frame);
-      return;
-    }
-    noteEffects(entry.effects());
-    ensurePrepared(entry);
-    ByteBuf renamed = Bind.withStatement(ctx.alloc(), frame, entry.name());
-    frame.release();
-    pending.add(new Pending(Kind.BIND, true, entry.name()));
-    write(renamed);
+  @Override
+  public ByteBufAllocator alloc() {
+    return ctx.alloc();
   }
 
-  private void describe(ByteBuf frame) {
-    midBatch = true;
-    Target target = Target.decode('D', Frames.body(frame));
-    PreparedRegistry.Entry entry =
-        transactionMode && target.isStatement() ? statements.get(target.name()) : null;
-    if (entry == null) {
-      pending.add(new Pending(Kind.DESCRIBE, true, null));
-      write(frame);
-      return;
-    }
-    frame.release();
-    ensurePrepared(entry);
-    pending.add(new Pending(Kind.DESCRIBE, true, null));
-    write(target.withName(entry.name()).encode(ctx.alloc()));
+  @Override
+  public void expect(Pending reply) {
+    pending.add(reply);
   }
 
-  private void close(ByteBuf frame) {
-    midBatch = true;
-    Target target = Target.decode('C', Frames.body(frame));
-    if (transactionMode && target.isStatement() && !target.name().isEmpty()) {
-      // Other clients may share the server-side statement: the client's name is what goes away.
-      frame.release();
-      statements.remove(target.name());
-      local(Kind.LOCAL_CLOSE_COMPLETE);
-      return;
-    }
-    pending.add(new Pending(Kind.CLOSE, true, null));
-    write(frame);
-  }
-
-  private void ensurePrepared(PreparedRegistry.Entry entry) {
-    if (!server.hasPrepared(entry.name())) {
-      prepareOnServer(entry, false);
-    }
-  }
-
-  /** Sends the proxy-named Parse; its ParseComplete goes to the client only if it asked. */
-  private void prepareOnServer(PreparedRegistry.Entry entry, boolean clientAsked) {
-    if (server.takeCloseBeforeParse(entry.name())) {
-      closeOnServer(entry.name());
-    }
-    String evicted = server.addPrepared(entry.name(), frontend.config().pool().preparedPerServer());
-    if (evicted != null) {
-      closeOnServer(evicted);
-      frontend.metrics().preparedEviction();
-    }
-    frontend.metrics().serverPrepare();
-    Pending parse = new Pending(Kind.PARSE, clientAsked, entry.name());
-    parse.entry = entry;
-    pending.add(parse);
-    write(entry.parse().encode(ctx.alloc()));
-  }
-
-  private void closeOnServer(String statement) {
-    pending.add(new Pending(Kind.CLOSE, false, null));
-    write(new Target('C', Target.STATEMENT, statement).encode(ctx.alloc()));
-  }
-
-  private void local(Kind kind) {
+  @Override
+  public void local(Kind kind) {
     pending.add(new Pending(kind, true, null));
     answerLocally();
   }
 
-  private void noteEffects(SqlScan.Effects effects) {
+  @Override
+  public void noteEffects(SqlScan.Effects effects) {
     if (effects.isNone()) {
       return;
     }
@@ -561,7 +394,8 @@ final class ClientSession extends ChannelInboundHandlerAdapter implements Server
     }
   }
 
-  private void write(ByteBuf frame) {
+  @Override
+  public void write(ByteBuf frame) {
     server.channel().write(frame, server.channel().voidPromise());
   }
 
@@ -569,7 +403,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter implements Server
 
   private void acquire() {
     acquiring = true;
-    state = "waiting";
+    view.state("waiting", 0);
     acquireStart = System.nanoTime();
     ctx.channel().config().setAutoRead(false);
     pool.acquire(loop(), serverStartup, credentials).addListener(this::acquired);
@@ -577,7 +411,9 @@ final class ClientSession extends ChannelInboundHandlerAdapter implements Server
 
   private void acquired(Future<? super PooledServer> f) {
     acquiring = false;
-    state = f.isSuccess() ? "active" : "idle";
+    if (!f.isSuccess()) {
+      view.state("idle", 0);
+    }
     if (!f.isSuccess()) {
       acquireFailed(f.cause());
       return;
@@ -594,7 +430,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter implements Server
       return;
     }
     server = s;
-    serverPid = s.connection().keyData().processId();
+    view.state("active", s.connection().keyData().processId());
     server.attach(this);
     client.server(server.connection());
     String check = checkoutSql();
@@ -614,39 +450,13 @@ final class ClientSession extends ChannelInboundHandlerAdapter implements Server
    */
   private String checkoutSql() {
     if (!desired.equals(server.applied())) {
-      StringBuilder sql = new StringBuilder("SET SESSION AUTHORIZATION DEFAULT; RESET ALL;");
-      if (!desired.isEmpty()) {
-        sql.append(" SELECT ");
-        String sep = "";
-        String role = null;
-        for (Map.Entry<String, String> e : desired.entrySet()) {
-          if (e.getKey().equals("role")) {
-            role = e.getValue(); // last: other settings may need the login role's rights
-            continue;
-          }
-          sql.append(sep).append(setConfig(e.getKey(), e.getValue()));
-          sep = ", ";
-        }
-        if (role != null) {
-          sql.append(sep).append(setConfig("role", role));
-        }
-      }
-      return sql.toString();
+      return SessionSettings.applySql(desired);
     }
     long idleNanos = server.idleNanos();
     if (loginPending || idleNanos > frontend.config().pool().serverCheckDelay().toNanos()) {
       return ";";
     }
     return null;
-  }
-
-  private static String setConfig(String name, String value) {
-    return "pg_catalog.set_config(" + literal(name) + ", " + literal(value) + ", false)";
-  }
-
-  /** An escape-string literal: correct whatever standard_conforming_strings is. */
-  static String literal(String s) {
-    return "E'" + s.replace("\\", "\\\\").replace("'", "''") + "'";
   }
 
   private void acquireFailed(Throwable cause) {
@@ -679,22 +489,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter implements Server
     ctx.write(error.withSeverity(Severity.ERROR).encode(ctx.alloc()));
     String code = error.sqlState();
     frontend.metrics().error(code == null ? "XX" : code.substring(0, 2), "proxy");
-    int readies = 0;
-    boolean unsynced = false;
-    ByteBuf frame;
-    while ((frame = backlog.poll()) != null) {
-      byte type = Frames.type(frame);
-      if (type == 'Q' || type == 'S' || type == 'F') {
-        readies++;
-        unsynced = false;
-      } else if (type != 'H') {
-        unsynced = true;
-      }
-      frame.release();
-    }
-    for (int i = 0; i < readies; i++) {
-      ctx.write(new ReadyForQuery(txStatus).encode(ctx.alloc()));
-    }
+    boolean unsynced = LocalAnswers.failBacklog(ctx, backlog, txStatus);
     skipUntilSync = unsynced;
     ctx.flush();
     ctx.channel().config().setAutoRead(true);
@@ -783,7 +578,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter implements Server
         txStatus = ReadyForQuery.status(frame);
       }
       toClient(frame, head.toClient);
-      if (isLast(head.kind, type)) {
+      if (head.kind.isLast(type)) {
         pending.pollFirst();
         finished(head);
       }
@@ -804,19 +599,6 @@ final class ClientSession extends ChannelInboundHandlerAdapter implements Server
     }
   }
 
-  /** Whether {@code type} ends the replies to a message of {@code kind}. */
-  private static boolean isLast(Kind kind, byte type) {
-    return switch (kind) {
-      case PARSE -> type == '1';
-      case BIND -> type == '2';
-      case DESCRIBE -> type == 'T' || type == 'n';
-      case EXECUTE -> type == 'C' || type == 'I' || type == 's';
-      case CLOSE -> type == '3';
-      case SYNC, QUERY, FUNCTION, INJECTED, APPLY, SNAPSHOT -> type == 'Z';
-      case LOCAL_PARSE_COMPLETE, LOCAL_CLOSE_COMPLETE -> false;
-    };
-  }
-
   /** Replies the proxy owes, sent once everything before them has arrived. */
   private void answerLocally() {
     Pending head;
@@ -835,12 +617,12 @@ final class ClientSession extends ChannelInboundHandlerAdapter implements Server
       long now = System.nanoTime();
       if (queryStart != 0) {
         pool.query(now - queryStart);
-        frontend.metrics().query(database(), ROUTE, now - queryStart);
+        frontend.metrics().query(client.database().name(), ROUTE, now - queryStart);
         queryStart = 0;
       }
       if (txStatus == ReadyForQuery.IDLE && xactStart != 0) {
         pool.transaction(now - xactStart);
-        frontend.metrics().transaction(database(), ROUTE, now - xactStart);
+        frontend.metrics().transaction(client.database().name(), ROUTE, now - xactStart);
         xactStart = 0;
       }
     }
@@ -870,7 +652,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter implements Server
     String tag = Frames.readCString(Frames.body(frame));
     if (tag.equals("DISCARD ALL") || tag.equals("DEALLOCATE ALL")) {
       server.forgetAllPrepared();
-      statements.clear();
+      statements.byName().clear();
       pins.remove(Pin.PREPARE);
       if (tag.equals("DISCARD ALL")) {
         pins.clear();
@@ -958,7 +740,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter implements Server
       snapshotNeeded = false;
       snapshot = new LinkedHashMap<>();
       pending.add(new Pending(Kind.SNAPSHOT, false, null));
-      write(Query.encode(ctx.alloc(), SNAPSHOT_SQL));
+      write(Query.encode(ctx.alloc(), SessionSettings.SNAPSHOT_SQL));
       server.channel().flush();
       return;
     }
@@ -1002,8 +784,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter implements Server
     }
     PooledServer s = server;
     server = null;
-    state = "idle";
-    serverPid = 0;
+    view.state("idle", 0);
     client.server(null);
     resetNeeded = false;
     pool.release(s);
@@ -1026,8 +807,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter implements Server
       return;
     }
     server = null;
-    state = "idle";
-    serverPid = 0;
+    view.state("idle", 0);
     client.server(null);
     pool.discard(lost);
     pending.clear();
@@ -1050,59 +830,6 @@ final class ClientSession extends ChannelInboundHandlerAdapter implements Server
     if (server != null && !acquiring) {
       channel.config().setAutoRead(writable);
     }
-  }
-
-  // ---------------------------------------------------------------- PoolClient
-
-  @Override
-  public String state() {
-    return state;
-  }
-
-  @Override
-  public String address() {
-    return client.address();
-  }
-
-  @Override
-  public String user() {
-    return client.user();
-  }
-
-  @Override
-  public String database() {
-    return client.database().name();
-  }
-
-  @Override
-  public long connectedAtMillis() {
-    return client.openedMillis();
-  }
-
-  @Override
-  public String applicationName() {
-    String name = desired.get("application_name");
-    return name == null ? "" : name;
-  }
-
-  @Override
-  public boolean tls() {
-    return client.tls();
-  }
-
-  @Override
-  public int serverPid() {
-    return serverPid;
-  }
-
-  @Override
-  public int preparedStatements() {
-    return statements.size();
-  }
-
-  @Override
-  public void kill(String reason) {
-    loop().execute(() -> client.fatal(SqlState.ADMIN_SHUTDOWN, reason));
   }
 
   private static String describe(byte type) {
