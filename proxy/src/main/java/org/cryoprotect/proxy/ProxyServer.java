@@ -43,6 +43,7 @@ import org.cryoprotect.proxy.protocol.SqlState;
 import org.cryoprotect.proxy.protocol.StartupDecoder;
 import org.cryoprotect.proxy.protocol.backend.ErrorResponse;
 import org.cryoprotect.proxy.protocol.backend.ErrorResponse.Severity;
+import org.cryoprotect.proxy.routing.Router;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -64,7 +65,8 @@ public final class ProxyServer implements AutoCloseable {
   private final Channel listener;
   private final PrometheusMetrics metrics = new PrometheusMetrics(version());
   private final AdminHttpServer admin; // null when the config has no admin endpoint
-  private final HealthProbes health;
+  private HealthProbes health;
+  private Router router;
   private final CountDownLatch terminated = new CountDownLatch(1);
 
   private ProxyServer(ProxyConfig config) throws Exception {
@@ -84,7 +86,12 @@ public final class ProxyServer implements AutoCloseable {
               transport,
               new ServerTlsContext(config.serverTls()),
               config.limits().serverConnectTimeout());
-      this.pools = new Pools(config, connector, workers.next());
+      this.health = new HealthProbes(config, metrics);
+      this.router = new Router(config, health, metrics);
+      this.pools = new Pools(config, connector, router, workers.next());
+      router.onNodeFailure(
+          guard -> pools.nodeFailed(guard.node(), guard.unavailable("node"), false),
+          node -> pools.nodeFailed(node, router.guard(node).unavailable("node"), true));
       this.frontend =
           new Frontend(
               clientTls(config),
@@ -136,10 +143,9 @@ public final class ProxyServer implements AutoCloseable {
           () ->
               pools.all().stream().map(org.cryoprotect.proxy.pool.ServerPool::poolStats).toList());
       metrics.registerPreparedStatements(() -> pools.prepared().size());
-      this.health = new HealthProbes(config, metrics);
       metrics.initialiseNodes(health.nodeStats().stream().map(NodeStats::node).toList());
       health.start();
-      metrics.registerNodes(health::nodeStats);
+      metrics.registerNodes(() -> health.nodeStats(router::breakerState));
       this.admin =
           config.admin() == null
               ? null
@@ -191,6 +197,7 @@ public final class ProxyServer implements AutoCloseable {
       ignored.add("tls");
     }
     pools.reconfigure(next);
+    router.reconfigure(next);
     health.reconfigure(next);
     metrics.initialiseNodes(health.nodeStats().stream().map(NodeStats::node).toList());
     String result =
@@ -288,6 +295,9 @@ public final class ProxyServer implements AutoCloseable {
   private void releaseResources() {
     if (health != null) {
       health.close();
+    }
+    if (router != null) {
+      router.close();
     }
     if (pools != null) {
       pools.close();

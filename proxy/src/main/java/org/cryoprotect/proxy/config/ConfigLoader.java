@@ -28,6 +28,9 @@ import org.cryoprotect.proxy.config.ProxyConfig.Health;
 import org.cryoprotect.proxy.config.ProxyConfig.Limits;
 import org.cryoprotect.proxy.config.ProxyConfig.Pool;
 import org.cryoprotect.proxy.config.ProxyConfig.PoolMode;
+import org.cryoprotect.proxy.config.ProxyConfig.ReadYourWrites;
+import org.cryoprotect.proxy.config.ProxyConfig.Resilience;
+import org.cryoprotect.proxy.config.ProxyConfig.Routing;
 import org.cryoprotect.proxy.config.ProxyConfig.ServerTls;
 import org.cryoprotect.proxy.config.ProxyConfig.ServerTlsMode;
 import org.cryoprotect.proxy.config.ProxyConfig.User;
@@ -44,7 +47,17 @@ import org.cryoprotect.proxy.config.ProxyConfig.User;
 public final class ConfigLoader {
   static final String ENV_PREFIX = "CRYOPROXY_";
   private static final Set<String> TOP_LEVEL =
-      Set.of("listen", "admin", "auth", "pool", "limits", "tls", "databases", "users", "health");
+      Set.of(
+          "listen",
+          "admin",
+          "auth",
+          "pool",
+          "limits",
+          "tls",
+          "databases",
+          "users",
+          "health",
+          "resilience");
   private static final ObjectMapper YAML = new ObjectMapper(new YAMLFactory());
 
   private ConfigLoader() {}
@@ -141,9 +154,74 @@ public final class ConfigLoader {
     Map<String, Database> databases = databases(root.child("databases"));
     Map<String, User> users = users(root.child("users"));
     Health health = health(root.child("health"));
+    Resilience resilience = resilience(root.child("resilience"));
     root.rejectUnknownKeys();
     return new ProxyConfig(
-        listen, admin, auth, pool, limits, clientTls, serverTls, databases, users, health);
+        listen,
+        admin,
+        auth,
+        pool,
+        limits,
+        clientTls,
+        serverTls,
+        databases,
+        users,
+        health,
+        resilience);
+  }
+
+  private static Resilience resilience(ConfigNode node) throws ConfigException {
+    ConfigNode breaker = node.child("breaker");
+    ConfigNode retry = node.child("retry");
+    Resilience r =
+        new Resilience(
+            breaker.integer("failure_rate", 50, 1, 100),
+            breaker.duration("slow_call", Duration.ofSeconds(5)),
+            breaker.integer("minimum_calls", 5, 1, 10_000),
+            breaker.integer("window", 20, 1, 10_000),
+            breaker.duration("open_for", Duration.ofSeconds(5)),
+            breaker.integer("half_open_calls", 2, 1, 1_000),
+            retry.integer("attempts", 4, 1, 100),
+            retry.duration("backoff", Duration.ofMillis(50)),
+            retry.duration("max_backoff", Duration.ofSeconds(1)));
+    if (r.openFor().isZero()) {
+      throw new ConfigException(breaker.key("open_for"), "must be positive");
+    }
+    if (r.retryBackoff().isZero() || r.retryMaxBackoff().compareTo(r.retryBackoff()) < 0) {
+      throw new ConfigException(retry.key("max_backoff"), "must be at least retry.backoff (> 0)");
+    }
+    breaker.rejectUnknownKeys();
+    retry.rejectUnknownKeys();
+    node.rejectUnknownKeys();
+    return r;
+  }
+
+  /** {@code off | session}; YAML reads a bare {@code off} as false, which means the same. */
+  private static ReadYourWrites readYourWrites(ConfigNode node, ReadYourWrites fallback)
+      throws ConfigException {
+    String value = node.string("read_your_writes", null);
+    if (value == null) {
+      return fallback;
+    }
+    return switch (value.trim().toLowerCase(Locale.ROOT)) {
+      case "off", "false" -> ReadYourWrites.OFF;
+      case "session" -> ReadYourWrites.SESSION;
+      default ->
+          throw new ConfigException(
+              node.key("read_your_writes"), "'" + value + "' is not one of off, session");
+    };
+  }
+
+  private static Routing routing(ConfigNode node, boolean hasReplicas) throws ConfigException {
+    Routing d = Routing.DEFAULT;
+    Routing routing =
+        new Routing(
+            node.bool("enabled", hasReplicas),
+            node.duration("max_lag", d.maxLag()),
+            node.bytes("max_lag_bytes", d.maxLagBytes()),
+            readYourWrites(node, d.readYourWrites()));
+    node.rejectUnknownKeys();
+    return routing;
   }
 
   private static Endpoint endpoint(ConfigNode node, String host, int port) throws ConfigException {
@@ -302,7 +380,8 @@ public final class ConfigLoader {
               db.string("user", null),
               db.string("password", null),
               db.has("pool_mode") ? db.choice("pool_mode", PoolMode.class, null) : null,
-              db.integer("pool_size", 0, 0, 10_000)));
+              db.integer("pool_size", 0, 0, 10_000),
+              routing(db.child("routing"), !replicas.isEmpty())));
       db.rejectUnknownKeys();
     }
     if (databases.isEmpty()) {

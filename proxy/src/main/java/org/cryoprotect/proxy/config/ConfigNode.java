@@ -18,6 +18,7 @@ import java.util.regex.Pattern;
  * nobody asked for are reported as unknown (a typo must not silently fall back to a default).
  */
 final class ConfigNode {
+  private static final Pattern BYTES = Pattern.compile("(\\d{1,12})\\s*(kb|mb|gb)?");
   private static final Pattern DURATION = Pattern.compile("(\\d+)\\s*(ms|s|m|h)?");
 
   private final String path;
@@ -114,6 +115,41 @@ final class ConfigNode {
       throw new ConfigException(key(name), "must be between " + min + " and " + max);
     }
     return (int) parsed;
+  }
+
+  /** {@code true}/{@code false} (also {@code on}/{@code off}, {@code yes}/{@code no}). */
+  boolean bool(String name, boolean fallback) throws ConfigException {
+    String value = string(name, null);
+    if (value == null) {
+      return fallback;
+    }
+    return switch (value.trim().toLowerCase(Locale.ROOT)) {
+      case "true", "on", "yes" -> true;
+      case "false", "off", "no" -> false;
+      default ->
+          throw new ConfigException(key(name), "expected true or false, got '" + value + "'");
+    };
+  }
+
+  /** A byte count: a number, optionally with a kB, MB or GB suffix (powers of 1024). */
+  long bytes(String name, long fallback) throws ConfigException {
+    String value = string(name, null);
+    if (value == null) {
+      return fallback;
+    }
+    Matcher m = BYTES.matcher(value.trim().toLowerCase(Locale.ROOT));
+    if (!m.matches()) {
+      throw new ConfigException(
+          key(name), "expected a size such as 1048576, 512kB, 16MB or 1GB, got '" + value + "'");
+    }
+    long amount = Long.parseLong(m.group(1));
+    String unit = m.group(2) == null ? "" : m.group(2);
+    return switch (unit) {
+      case "kb" -> amount << 10;
+      case "mb" -> amount << 20;
+      case "gb" -> amount << 30;
+      default -> amount;
+    };
   }
 
   /**

@@ -20,7 +20,8 @@ public record ProxyConfig(
     ServerTls serverTls,
     Map<String, Database> databases,
     Map<String, User> users,
-    Health health) {
+    Health health,
+    Resilience resilience) {
 
   /** The pool mode for a client of {@code database} logging in as {@code user}. */
   public PoolMode poolMode(Database database, String user) {
@@ -141,5 +142,43 @@ public record ProxyConfig(
       String user,
       String password,
       PoolMode poolMode,
-      int poolSize) {}
+      int poolSize,
+      Routing routing) {}
+
+  public enum ReadYourWrites {
+    OFF,
+    SESSION
+  }
+
+  /**
+   * Read routing of one database (DESIGN §5). {@code enabled} sends work the proxy can prove
+   * read-only to replicas; replicas behind {@code maxLag} or {@code maxLagBytes} are skipped;
+   * {@code readYourWrites} SESSION keeps a client's reads off replicas that have not replayed its
+   * last commit.
+   */
+  public record Routing(
+      boolean enabled, Duration maxLag, long maxLagBytes, ReadYourWrites readYourWrites) {
+    public static final Routing DEFAULT =
+        new Routing(true, Duration.ofSeconds(10), 16L << 20, ReadYourWrites.SESSION);
+  }
+
+  /**
+   * Circuit breakers (one per node) and connect retries (DESIGN §4). A breaker opens when, among
+   * the last {@code window} connection attempts and server connection losses (at least {@code
+   * minimumCalls}), {@code failureRate} percent failed or took longer than {@code slowCall}; or
+   * when a health probe finds the node down. It stays open {@code openFor}, then lets {@code
+   * halfOpenCalls} attempts test the node. Connecting is retried up to {@code retryAttempts} times,
+   * with exponential backoff from {@code retryBackoff} up to {@code retryMaxBackoff} and full
+   * jitter, never beyond the client's {@code pool.wait_timeout}.
+   */
+  public record Resilience(
+      int failureRate,
+      Duration slowCall,
+      int minimumCalls,
+      int window,
+      Duration openFor,
+      int halfOpenCalls,
+      int retryAttempts,
+      Duration retryBackoff,
+      Duration retryMaxBackoff) {}
 }

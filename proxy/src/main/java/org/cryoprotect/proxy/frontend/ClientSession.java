@@ -16,7 +16,11 @@ import java.util.Map;
 import java.util.concurrent.TimeUnit;
 import org.cryoprotect.proxy.backend.ServerCredentials;
 import org.cryoprotect.proxy.backend.ServerException;
+import org.cryoprotect.proxy.config.ProxyConfig.Database;
+import org.cryoprotect.proxy.config.ProxyConfig.Endpoint;
+import org.cryoprotect.proxy.config.ProxyConfig.ReadYourWrites;
 import org.cryoprotect.proxy.frontend.Pending.Kind;
+import org.cryoprotect.proxy.health.NodeHealth;
 import org.cryoprotect.proxy.metrics.ProxyMetrics;
 import org.cryoprotect.proxy.pool.PooledServer;
 import org.cryoprotect.proxy.pool.ServerPool;
@@ -34,6 +38,8 @@ import org.cryoprotect.proxy.protocol.backend.ReadyForQuery;
 import org.cryoprotect.proxy.protocol.frontend.FrontendMessageTypes;
 import org.cryoprotect.proxy.protocol.frontend.Query;
 import org.cryoprotect.proxy.protocol.frontend.StartupMessage;
+import org.cryoprotect.proxy.routing.NodeGuard;
+import org.cryoprotect.proxy.routing.Router;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -59,13 +65,15 @@ final class ClientSession extends ChannelInboundHandlerAdapter
   private static final Logger log = LoggerFactory.getLogger(ClientSession.class);
 
   private static final int MAX_PREPARE_ATTEMPTS = 3;
-
-  /** Every statement runs on the primary until replica routing exists. */
-  private static final String ROUTE = "primary";
+  private static final int MAX_REPLAYS = 2;
+  private static final String LSN_SQL = "SELECT pg_current_wal_insert_lsn()::text";
 
   private final ClientConnection client;
   private final Frontend frontend;
-  private final ServerPool pool;
+  private final ServerPool pool; // the primary's: client bookkeeping and greetings
+  private final Database database;
+  private final Router router;
+  private final boolean routing; // reads may go to replicas (transaction mode, replicas, enabled)
   private final boolean transactionMode;
   private final StartupMessage serverStartup;
   private final ServerCredentials credentials;
@@ -95,6 +103,19 @@ final class ClientSession extends ChannelInboundHandlerAdapter
   private long acquireStart;
   private long queryStart; // first client message since the last ReadyForQuery, or 0
   private long xactStart; // first client message since the last ReadyForQuery 'I', or 0
+
+  // Routing (DESIGN §5) and replay (DESIGN §4).
+  private UnitIntent intent = UnitIntent.WRITE; // of the transaction on the server now
+  private NodeGuard guard; // of the server's node while the client has it
+  private String route = ProxyMetrics.PRIMARY;
+  private final ReplayWindow window = new ReplayWindow();
+  private int replays; // of the current unit
+  private boolean writerOnly; // a replica failed the unit (25006, no connection): the writer
+  private boolean misrouted; // the replica answered 25006: replay on the writer at the unit's end
+  private Endpoint avoid; // the node that just failed the unit
+  private boolean errorSent; // an ErrorResponse reached the client since the last ReadyForQuery
+  private boolean lsnNeeded; // a write transaction ended: learn the WAL position after it
+  private long writeLsn; // the client's last commit must be visible on a replica it reads from
   private final ClientView view; // what SHOW CLIENTS and the pool's statistics see
 
   ClientSession(
@@ -107,7 +128,10 @@ final class ClientSession extends ChannelInboundHandlerAdapter
     this.client = client;
     this.frontend = frontend;
     this.pool = pool;
+    this.database = client.database();
+    this.router = frontend.pools().router();
     this.transactionMode = transactionMode;
+    this.routing = transactionMode && Router.routes(database);
     this.serverStartup = serverStartup;
     this.credentials = credentials;
     this.startupSettings = SessionSettings.of(client.startup());
@@ -173,11 +197,8 @@ final class ClientSession extends ChannelInboundHandlerAdapter
     if (server == null && !acquiring && answeredWithoutServer(frame)) {
       return;
     }
-    if (server == null || preparing) {
-      backlog.add(frame);
-      if (server == null && !acquiring) {
-        acquire();
-      }
+    if (server == null || preparing || window.isSealed() || !backlog.isEmpty()) {
+      backlog.add(frame); // a server is borrowed at the end of the read, for the whole unit
       return;
     }
     sendOrRefuse(frame);
@@ -223,6 +244,9 @@ final class ClientSession extends ChannelInboundHandlerAdapter
       server.channel().flush();
     } else {
       ctx.flush(); // answers given without a server
+      if (!acquiring && !closing && !backlog.isEmpty()) {
+        acquire();
+      }
     }
   }
 
@@ -242,6 +266,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter
       frontend.metrics().clientClosed(client.database().name(), client.user());
     }
     releaseBacklog();
+    window.commit(ctx, false);
     if (server != null) {
       client.server(null);
       // Backpressure from this client no longer applies: drain the server at full speed.
@@ -262,8 +287,9 @@ final class ClientSession extends ChannelInboundHandlerAdapter
                   () -> {
                     if (server != null) {
                       log.info("{}: server connection did not settle after client left", server);
-                      pool.discard(server);
+                      server.pool().discard(server);
                       server = null;
+                      leftNode();
                     }
                   },
                   10,
@@ -290,6 +316,9 @@ final class ClientSession extends ChannelInboundHandlerAdapter
   /** One client frame to the linked server, rewritten where prepared statements need it. */
   private void send(ByteBuf frame) {
     byte type = Frames.type(frame);
+    if (window.isOpen() && !window.request(frame)) {
+      commitWindow(); // too big to replay: it streams
+    }
     pool.received(frame.readableBytes());
     frontend.metrics().bytes("in", frame.readableBytes());
     long now = System.nanoTime();
@@ -401,35 +430,75 @@ final class ClientSession extends ChannelInboundHandlerAdapter
 
   // ---------------------------------------------------------------- acquiring and preparing
 
+  /** Chooses the node for the unit in the backlog and borrows a connection to it. */
   private void acquire() {
+    Endpoint writer = router.writer(database);
+    Endpoint node = writer;
+    intent = UnitIntent.WRITE;
+    if (routing && !loginPending && pins.isEmpty() && txStatus == ReadyForQuery.IDLE) {
+      intent =
+          UnitIntent.of(backlog, statements.byName(), transactionMode, router.volatility(database));
+      if (intent != UnitIntent.WRITE && !writerOnly) {
+        long mustSee = database.routing().readYourWrites() == ReadYourWrites.SESSION ? writeLsn : 0;
+        Endpoint replica = router.reader(database, mustSee, avoid);
+        if (replica != null) {
+          node = replica;
+        }
+      }
+    }
+    NodeGuard chosen = router.guard(node);
+    if (!chosen.admits()) {
+      acquireFailed(chosen.unavailable(node.equals(writer) ? "primary" : "replica"));
+      return;
+    }
+    route = node.equals(writer) ? ProxyMetrics.PRIMARY : ProxyMetrics.REPLICA;
+    if (intent != UnitIntent.WRITE) {
+      window.open();
+    }
     acquiring = true;
     view.state("waiting", 0);
     acquireStart = System.nanoTime();
     ctx.channel().config().setAutoRead(false);
-    pool.acquire(loop(), serverStartup, credentials).addListener(this::acquired);
+    ServerPool target = node.equals(pool.key().node()) ? pool : lender(node);
+    target.acquire(loop(), serverStartup, credentials).addListener(this::acquired);
+  }
+
+  private ServerPool lender(Endpoint node) {
+    return frontend.pools().pool(database, pool.key().role(), node);
   }
 
   private void acquired(Future<? super PooledServer> f) {
     acquiring = false;
     if (!f.isSuccess()) {
       view.state("idle", 0);
-    }
-    if (!f.isSuccess()) {
+      if (ProxyMetrics.REPLICA.equals(route) && !closing && !writerOnly) {
+        log.debug(
+            "client {}: no replica connection ({}), reading from the primary",
+            client.address(),
+            f.cause().getMessage());
+        writerOnly = true;
+        acquire();
+        return;
+      }
       acquireFailed(f.cause());
       return;
     }
+    PooledServer s = (PooledServer) f.getNow();
     frontend
         .metrics()
-        .checkout(
-            client.database().name(),
-            pool.key().node().toString(),
-            System.nanoTime() - acquireStart);
-    PooledServer s = (PooledServer) f.getNow();
+        .checkout(client.database().name(), s.node().toString(), System.nanoTime() - acquireStart);
     if (closing) {
-      pool.release(s);
+      s.pool().release(s);
       return;
     }
     server = s;
+    guard = router.guard(s.node());
+    guard.started();
+    lsnNeeded =
+        routing
+            && !loginPending
+            && intent == UnitIntent.WRITE
+            && database.routing().readYourWrites() == ReadYourWrites.SESSION;
     view.state("active", s.connection().keyData().processId());
     server.attach(this);
     client.server(server.connection());
@@ -460,6 +529,17 @@ final class ClientSession extends ChannelInboundHandlerAdapter
   }
 
   private void acquireFailed(Throwable cause) {
+    window.commit(ctx, false);
+    writerOnly = false;
+    misrouted = false;
+    avoid = null;
+    if (loginPending
+        && cause instanceof ServerException e
+        && e.serverError() == null
+        && e.state() == SqlState.CONNECTION_FAILURE) {
+      client.fatal(SqlState.CANNOT_CONNECT_NOW, e.getMessage()); // the breaker is open
+      return;
+    }
     if (loginPending) {
       if (cause instanceof ServerException e && e.serverError() != null) {
         String code = e.serverError().sqlState();
@@ -507,8 +587,13 @@ final class ClientSession extends ChannelInboundHandlerAdapter
       greet(parameters);
     }
     ctx.channel().config().setAutoRead(ctx.channel().isWritable());
+    sendBacklog();
+  }
+
+  /** Sends what waited, up to the end of a unit that may still be replayed. */
+  private void sendBacklog() {
     ByteBuf frame;
-    while (server != null && !preparing && (frame = backlog.poll()) != null) {
+    while (server != null && !preparing && !window.isSealed() && (frame = backlog.poll()) != null) {
       sendOrRefuse(frame);
     }
     if (server != null) {
@@ -565,6 +650,8 @@ final class ClientSession extends ChannelInboundHandlerAdapter
       if (head.kind == Kind.SNAPSHOT && type == 'D') {
         snapshotRow = DataRow.texts(Frames.body(frame));
         snapshot.put(snapshotRow.get(0), snapshotRow.get(1));
+      } else if (head.kind == Kind.LSN && type == 'D') {
+        writeLsn = NodeHealth.parseLsn(DataRow.texts(Frames.body(frame)).get(0));
       } else if (type == 'G') {
         copyIn = true;
         if (closing) {
@@ -576,6 +663,9 @@ final class ClientSession extends ChannelInboundHandlerAdapter
         commandComplete(frame);
       } else if (type == 'Z') {
         txStatus = ReadyForQuery.status(frame);
+        if (head.toClient) {
+          errorSent = false;
+        }
       }
       toClient(frame, head.toClient);
       if (head.kind.isLast(type)) {
@@ -593,10 +683,29 @@ final class ClientSession extends ChannelInboundHandlerAdapter
     if (wanted && !closing) {
       pool.sent(frame.readableBytes());
       frontend.metrics().bytes("out", frame.readableBytes());
-      ctx.write(frame, ctx.voidPromise());
+      reply(frame);
     } else {
       frame.release();
     }
+  }
+
+  /** To the client, or held back while the unit may still be replayed. */
+  private void reply(ByteBuf frame) {
+    if (window.isOpen()) {
+      if (window.hold(frame)) {
+        return;
+      }
+      commitWindow();
+      if (!backlog.isEmpty() && server != null) {
+        loop().execute(this::sendBacklog); // what waited for the unit's end may go now
+      }
+    }
+    ctx.write(frame, ctx.voidPromise());
+  }
+
+  /** The unit will not be replayed: what was held goes to the client. */
+  private void commitWindow() {
+    window.commit(ctx, true);
   }
 
   /** Replies the proxy owes, sent once everything before them has arrived. */
@@ -606,7 +715,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter
         && (head.kind == Kind.LOCAL_PARSE_COMPLETE || head.kind == Kind.LOCAL_CLOSE_COMPLETE)) {
       pending.pollFirst();
       if (!closing) {
-        ctx.write(Query.empty(ctx.alloc(), head.kind == Kind.LOCAL_PARSE_COMPLETE ? '1' : '3'));
+        reply(Query.empty(ctx.alloc(), head.kind == Kind.LOCAL_PARSE_COMPLETE ? '1' : '3'));
       }
     }
   }
@@ -617,12 +726,12 @@ final class ClientSession extends ChannelInboundHandlerAdapter
       long now = System.nanoTime();
       if (queryStart != 0) {
         pool.query(now - queryStart);
-        frontend.metrics().query(client.database().name(), ROUTE, now - queryStart);
+        frontend.metrics().query(client.database().name(), route, now - queryStart);
         queryStart = 0;
       }
       if (txStatus == ReadyForQuery.IDLE && xactStart != 0) {
         pool.transaction(now - xactStart);
-        frontend.metrics().transaction(client.database().name(), ROUTE, now - xactStart);
+        frontend.metrics().transaction(client.database().name(), route, now - xactStart);
         xactStart = 0;
       }
     }
@@ -667,6 +776,11 @@ final class ClientSession extends ChannelInboundHandlerAdapter
    * everything up to Sync, so what the proxy queued for those messages is dropped as well.
    */
   private void serverError(ByteBuf frame, Pending head) {
+    if (head.kind == Kind.LSN) {
+      frame.release();
+      writeLsn = Long.MAX_VALUE; // unknown: this client's reads stay on the primary
+      return;
+    }
     if (head.kind == Kind.INJECTED || head.kind == Kind.APPLY || head.kind == Kind.SNAPSHOT) {
       ErrorResponse error = ErrorResponse.decode('E', Frames.body(frame));
       frame.release();
@@ -690,9 +804,18 @@ final class ClientSession extends ChannelInboundHandlerAdapter
     boolean extended =
         head.kind != Kind.QUERY && head.kind != Kind.FUNCTION && head.kind != Kind.SYNC;
     String sqlState = ErrorResponse.sqlState(frame);
-    if (sqlState != null && sqlState.length() == 5) {
+    if (window.isOpen()
+        && intent == UnitIntent.READ
+        && ProxyMetrics.REPLICA.equals(route)
+        && SqlState.READ_ONLY_SQL_TRANSACTION.code().equals(sqlState)) {
+      misrouted = true; // misjudged as a read: run it again on the primary at its end
+    } else if (sqlState != null && sqlState.length() == 5) {
       frontend.metrics().error(sqlState.substring(0, 2), "server");
     }
+    if (transactionMode) {
+      frame = endsOnlyTheTransaction(frame);
+    }
+    errorSent = true;
     if (head.kind == Kind.BIND && head.statement != null && isStalePlan(frame)) {
       server.invalidatePrepared(head.statement);
     }
@@ -706,6 +829,21 @@ final class ClientSession extends ChannelInboundHandlerAdapter
       pending.pollFirst();
       forgetIfParse(head);
     }
+  }
+
+  /**
+   * A FATAL from the server (it is shutting down, or the session was terminated) ends that server
+   * connection, not the client's session: in transaction mode the client hears an ERROR and keeps
+   * its connection to the proxy.
+   */
+  private ByteBuf endsOnlyTheTransaction(ByteBuf frame) {
+    ErrorResponse error = ErrorResponse.decode('E', Frames.body(frame));
+    if (!"FATAL".equals(error.severity()) && !"PANIC".equals(error.severity())) {
+      return frame;
+    }
+    frame.release();
+    server.markBroken();
+    return error.withSeverity(Severity.ERROR).encode(ctx.alloc());
   }
 
   private void forgetIfParse(Pending p) {
@@ -724,7 +862,6 @@ final class ClientSession extends ChannelInboundHandlerAdapter
 
   /** Nothing is outstanding and the server said ReadyForQuery: what next for the connection? */
   private void readyPoint() {
-    ctx.flush();
     if (closing) {
       cleanUpAfterClient();
       return;
@@ -733,20 +870,68 @@ final class ClientSession extends ChannelInboundHandlerAdapter
       ready();
       return;
     }
-    if (txStatus != ReadyForQuery.IDLE || midBatch || copyIn || !backlog.isEmpty()) {
+    if (window.isOpen()) {
+      if (misrouted && txStatus == ReadyForQuery.IDLE && replays < MAX_REPLAYS) {
+        misrouted = false;
+        writerOnly = true;
+        releaseServer();
+        replay(ProxyMetrics.REPLAY_READ_ONLY);
+        return;
+      }
+      commitWindow();
+    }
+    ctx.flush();
+    replays = 0;
+    misrouted = false;
+    writerOnly = false;
+    avoid = null;
+    if (txStatus != ReadyForQuery.IDLE || midBatch || copyIn) {
+      if (!backlog.isEmpty()) {
+        sendBacklog(); // the rest of a read-only transaction, on the same server
+      }
       return;
     }
-    if (transactionMode && snapshotNeeded) {
-      snapshotNeeded = false;
-      snapshot = new LinkedHashMap<>();
-      pending.add(new Pending(Kind.SNAPSHOT, false, null));
-      write(Query.encode(ctx.alloc(), SessionSettings.SNAPSHOT_SQL));
+    if (transactionMode && (snapshotNeeded || lsnNeeded)) {
+      if (snapshotNeeded) {
+        snapshotNeeded = false;
+        snapshot = new LinkedHashMap<>();
+        pending.add(new Pending(Kind.SNAPSHOT, false, null));
+        write(Query.encode(ctx.alloc(), SessionSettings.SNAPSHOT_SQL));
+      }
+      if (lsnNeeded) {
+        // After the client's commit, off its path: its ReadyForQuery is already on the way.
+        lsnNeeded = false;
+        pending.add(new Pending(Kind.LSN, false, null));
+        write(Query.encode(ctx.alloc(), LSN_SQL));
+      }
       server.channel().flush();
       return;
     }
     if (transactionMode && pins.isEmpty()) {
       releaseServer();
+      if (!backlog.isEmpty()) {
+        acquire(); // the next unit, routed afresh
+      }
+    } else if (!backlog.isEmpty()) {
+      sendBacklog();
     }
+  }
+
+  /**
+   * Runs the unit again from the client's own messages (DESIGN §4): nothing of its reply reached
+   * the client, and it reads only, so running it twice cannot change anything.
+   */
+  private void replay(String reason) {
+    replays++;
+    frontend.metrics().replay(reason);
+    log.debug("client {}: replaying a read ({}), avoiding {}", client.address(), reason, avoid);
+    window.rewind(backlog);
+    pending.clear();
+    midBatch = false;
+    copyIn = false;
+    errorSent = false;
+    txStatus = ReadyForQuery.IDLE;
+    acquire();
   }
 
   /** The client left: roll back, reset what cannot be kept, and give the connection back. */
@@ -784,10 +969,11 @@ final class ClientSession extends ChannelInboundHandlerAdapter
     }
     PooledServer s = server;
     server = null;
+    leftNode();
     view.state("idle", 0);
     client.server(null);
     resetNeeded = false;
-    pool.release(s);
+    s.pool().release(s);
     if (!closing) {
       ctx.channel().config().setAutoRead(true); // the server may have paused it (backpressure)
     }
@@ -800,6 +986,14 @@ final class ClientSession extends ChannelInboundHandlerAdapter
     }
   }
 
+  /** The server connection is no longer the client's: the node has one transaction less. */
+  private void leftNode() {
+    if (guard != null) {
+      guard.finished();
+      guard = null;
+    }
+  }
+
   @Override
   public void serverClosed() {
     PooledServer lost = server;
@@ -807,21 +1001,107 @@ final class ClientSession extends ChannelInboundHandlerAdapter
       return;
     }
     server = null;
+    leftNode();
     view.state("idle", 0);
     client.server(null);
-    pool.discard(lost);
-    pending.clear();
+    lost.pool().discard(lost);
+    router.guard(lost.node()).lost("connection to " + lost.node() + " closed while in use");
     if (closing) {
+      pending.clear();
       return;
     }
     ctx.channel().config().setAutoRead(true);
     if (preparing && ++prepareAttempts < MAX_PREPARE_ATTEMPTS) {
       // Nothing of the client's was sent yet: another connection will do.
+      pending.clear();
       preparing = false;
       acquire();
       return;
     }
-    client.fatal(SqlState.CONNECTION_FAILURE, "server connection to " + lost.node() + " was lost");
+    if (!transactionMode) {
+      pending.clear();
+      client.fatal(
+          SqlState.CONNECTION_FAILURE, "server connection to " + lost.node() + " was lost");
+      return;
+    }
+    if (window.isOpen() && replays < MAX_REPLAYS) {
+      pending.clear();
+      avoid = lost.node();
+      replay(ProxyMetrics.REPLAY_CONNECTION_LOST);
+      return;
+    }
+    failUnit(lost.node());
+  }
+
+  /**
+   * The server connection broke under work that may not run again (it may write, or part of its
+   * reply already reached the client): the client gets 08006 for it, and the ReadyForQuery each of
+   * its Query, Sync and FunctionCall messages is owed, and keeps its session for the next
+   * transaction. What the transaction did is rolled back, unless the connection broke after the
+   * server committed: the same uncertainty a direct connection has.
+   */
+  private void failUnit(Endpoint node) {
+    window.commit(ctx, false); // a partial reply of a unit that failed is not delivered
+    boolean owed = !errorSent; // one error per failed unit, unless the server sent one for it
+    boolean synced = true;
+    for (Pending p : pending) {
+      if (!p.toClient) {
+        continue;
+      }
+      boolean ends = p.kind == Kind.QUERY || p.kind == Kind.SYNC || p.kind == Kind.FUNCTION;
+      if (ends) {
+        if (owed) {
+          ctx.write(lostError(node));
+        }
+        ctx.write(new ReadyForQuery(ReadyForQuery.IDLE).encode(ctx.alloc()));
+        owed = true;
+        synced = true;
+      } else {
+        synced = false;
+      }
+    }
+    pending.clear();
+    if (midBatch || !synced) {
+      if (owed) {
+        ctx.write(lostError(node));
+      }
+      skipUntilSync = true; // the rest of the batch is skipped, as the server would
+      dropBacklogUntilSync();
+    }
+    frontend.metrics().error("08", ProxyMetrics.PROXY);
+    txStatus = ReadyForQuery.IDLE;
+    midBatch = false;
+    copyIn = false;
+    errorSent = false;
+    pins.clear(); // the state they protected died with the connection
+    ctx.flush();
+    if (!backlog.isEmpty() && !skipUntilSync) {
+      acquire();
+    }
+  }
+
+  private ByteBuf lostError(Endpoint node) {
+    return ErrorResponse.of(
+            Severity.ERROR,
+            SqlState.CONNECTION_FAILURE,
+            "server connection to "
+                + node
+                + " was lost during the transaction; it was rolled back unless it was committing")
+        .encode(ctx.alloc());
+  }
+
+  /** The client's batch failed before its Sync: drop its messages up to the Sync and answer it. */
+  private void dropBacklogUntilSync() {
+    ByteBuf frame;
+    while ((frame = backlog.poll()) != null) {
+      byte type = Frames.type(frame);
+      frame.release();
+      if (type == FrontendMessageTypes.SYNC) {
+        skipUntilSync = false;
+        ctx.write(new ReadyForQuery(txStatus).encode(ctx.alloc()));
+        return;
+      }
+    }
   }
 
   @Override

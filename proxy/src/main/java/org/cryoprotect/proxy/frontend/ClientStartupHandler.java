@@ -156,7 +156,15 @@ public final class ClientStartupHandler extends ChannelInboundHandlerAdapter {
       Database first = config.databases().values().iterator().next();
       database =
           new Database(
-              accepted.database(), first.dbname(), first.primary(), List.of(), null, null, null, 0);
+              accepted.database(),
+              first.dbname(),
+              first.primary(),
+              List.of(),
+              null,
+              null,
+              null,
+              0,
+              ProxyConfig.Routing.DEFAULT);
       client.admin(true);
     }
     if (database == null) {

@@ -22,6 +22,8 @@ final class Pending {
     APPLY,
     /** The session-state snapshot query; its rows are read by the session. */
     SNAPSHOT,
+    /** The WAL position after a write transaction, for read-your-writes; its row is read. */
+    LSN,
     /** A reply the proxy owes the client without asking the server: ParseComplete. */
     LOCAL_PARSE_COMPLETE,
     /** CloseComplete for a statement Close answered locally. */
@@ -35,7 +37,7 @@ final class Pending {
         case DESCRIBE -> type == 'T' || type == 'n';
         case EXECUTE -> type == 'C' || type == 'I' || type == 's';
         case CLOSE -> type == '3';
-        case SYNC, QUERY, FUNCTION, INJECTED, APPLY, SNAPSHOT -> type == 'Z';
+        case SYNC, QUERY, FUNCTION, INJECTED, APPLY, SNAPSHOT, LSN -> type == 'Z';
         case LOCAL_PARSE_COMPLETE, LOCAL_CLOSE_COMPLETE -> false;
       };
     }

@@ -1,13 +1,19 @@
 package org.cryoprotect.proxy.health;
 
+import com.zaxxer.hikari.HikariDataSource;
 import io.netty.util.concurrent.DefaultThreadFactory;
+import java.sql.Connection;
+import java.sql.SQLException;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ScheduledThreadPoolExecutor;
 import java.util.concurrent.TimeUnit;
+import java.util.function.Consumer;
+import java.util.function.ToIntFunction;
 import org.cryoprotect.proxy.admin.Readiness;
 import org.cryoprotect.proxy.config.ProxyConfig;
 import org.cryoprotect.proxy.config.ProxyConfig.Database;
@@ -38,6 +44,10 @@ public final class HealthProbes implements Readiness, AutoCloseable {
   private final ProxyMetrics metrics;
   private final ScheduledThreadPoolExecutor scheduler;
   private volatile List<NodeProbe> probes; // config order; replaced whole, under this
+  private volatile Map<String, List<NodeProbe>> byDatabase;
+  private volatile Consumer<NodeHealth> listener = h -> {};
+  private final Map<String, HikariDataSource> control = new ConcurrentHashMap<>();
+  private volatile ProxyConfig config;
   private boolean started; // guarded by this
   private volatile boolean closed; // written under this
 
@@ -46,7 +56,9 @@ public final class HealthProbes implements Readiness, AutoCloseable {
     this.scheduler =
         new ScheduledThreadPoolExecutor(1, new DefaultThreadFactory("cryoproxy-health", true));
     scheduler.setRemoveOnCancelPolicy(true);
+    this.config = config;
     this.probes = build(config, Map.of());
+    this.byDatabase = index(probes);
     scheduler.setCorePoolSize(threads(probes.size()));
   }
 
@@ -75,6 +87,10 @@ public final class HealthProbes implements Readiness, AutoCloseable {
     List<NodeProbe> before = probes;
     List<NodeProbe> now = build(next, kept);
     probes = now;
+    byDatabase = index(now);
+    config = next;
+    control.values().forEach(HikariDataSource::close);
+    control.clear();
     for (NodeProbe old : before) {
       if (!now.contains(old)) {
         if (old.task() != null) {
@@ -103,6 +119,51 @@ public final class HealthProbes implements Readiness, AutoCloseable {
       }
     }
     return List.copyOf(built);
+  }
+
+  private static Map<String, List<NodeProbe>> index(List<NodeProbe> probes) {
+    Map<String, List<NodeProbe>> by = new LinkedHashMap<>();
+    for (NodeProbe p : probes) {
+      by.computeIfAbsent(p.target().database(), d -> new ArrayList<>()).add(p);
+    }
+    by.replaceAll((d, list) -> List.copyOf(list));
+    return Map.copyOf(by);
+  }
+
+  /** Who hears every probe result (the router: breakers and the choice of nodes). */
+  public void listen(Consumer<NodeHealth> listener) {
+    this.listener = listener;
+  }
+
+  /** The latest result of each node of {@code database}: primary first, then the replicas. */
+  public List<NodeHealth> database(String database) {
+    List<NodeProbe> mine = byDatabase.getOrDefault(database, List.of());
+    List<NodeHealth> result = new ArrayList<>(mine.size());
+    for (NodeProbe p : mine) {
+      result.add(p.latest());
+    }
+    return result;
+  }
+
+  /**
+   * A control-plane connection to the primary of {@code database}, with the probes' login, from a
+   * small pool of its own (catalog look-ups must never hold up a probe). Blocking: never call it on
+   * an event loop.
+   */
+  public Connection controlConnection(String database) throws SQLException {
+    HikariDataSource ds =
+        control.computeIfAbsent(
+            database,
+            d -> {
+              Database db = config.databases().get(d);
+              if (db == null) {
+                throw new IllegalArgumentException("unknown database " + d);
+              }
+              return new HikariDataSource(
+                  NodeProbe.poolConfig(
+                      target(config, db, db.primary(), Role.PRIMARY), "control", 2));
+            });
+    return ds.getConnection();
   }
 
   private static String key(Target t) {
@@ -167,6 +228,7 @@ public final class HealthProbes implements Readiness, AutoCloseable {
         return; // interrupted by close, or removed by a reload while it ran: not news
       }
       metrics.probe(probe.target().node().toString(), after.up());
+      listener.accept(after);
       logChange(probe, before, after);
     } catch (RuntimeException e) {
       log.error("health probe of {} failed unexpectedly", probe, e);
@@ -224,15 +286,15 @@ public final class HealthProbes implements Readiness, AutoCloseable {
   /**
    * One entry per node address for the node gauges: a node listed under several databases is up
    * only if every one of its probes succeeded, and its lag is the largest seen. The role is the
-   * configured one. Breaker state is {@link NodeStats#CLOSED} until breakers exist.
+   * configured one; the breaker state comes from {@code breakers}.
    */
-  public List<NodeStats> nodeStats() {
+  public List<NodeStats> nodeStats(ToIntFunction<Endpoint> breakers) {
     Map<String, NodeStats> byNode = new LinkedHashMap<>();
     for (NodeHealth h : nodes()) {
       String node = h.node().toString();
+      int breaker = breakers.applyAsInt(h.node());
       NodeStats mine =
-          new NodeStats(
-              node, h.role().label(), NodeStats.CLOSED, h.lagSeconds(), h.lagBytes(), h.up());
+          new NodeStats(node, h.role().label(), breaker, h.lagSeconds(), h.lagBytes(), h.up());
       byNode.merge(
           node,
           mine,
@@ -240,12 +302,17 @@ public final class HealthProbes implements Readiness, AutoCloseable {
               new NodeStats(
                   node,
                   a.role(),
-                  NodeStats.CLOSED,
+                  breaker,
                   Math.max(a.lagSeconds(), b.lagSeconds()),
                   Math.max(a.lagBytes(), b.lagBytes()),
                   a.healthy() && b.healthy()));
     }
     return List.copyOf(byNode.values());
+  }
+
+  /** {@link #nodeStats(ToIntFunction)} with every breaker closed. */
+  public List<NodeStats> nodeStats() {
+    return nodeStats(n -> NodeStats.CLOSED);
   }
 
   /** Stops probing and closes the probe connections; waits at most a few seconds. */
@@ -260,6 +327,7 @@ public final class HealthProbes implements Readiness, AutoCloseable {
       all = probes;
     }
     scheduler.shutdownNow();
+    control.values().forEach(HikariDataSource::close);
     // Closing the pools also aborts a connection a running probe still holds.
     all.forEach(NodeProbe::close);
     try {

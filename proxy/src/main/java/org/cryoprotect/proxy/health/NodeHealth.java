@@ -78,7 +78,7 @@ public record NodeHealth(
   }
 
   /** {@code 16/B374D848} as a 64-bit WAL position; null (SQL NULL) is 0. */
-  static long parseLsn(String text) {
+  public static long parseLsn(String text) {
     if (text == null) {
       return 0;
     }

@@ -74,14 +74,15 @@ final class NodeProbe implements AutoCloseable {
 
   NodeProbe(Target target, NodeHealth previous) {
     this.target = Objects.requireNonNull(target, "target");
-    this.pool = new HikariDataSource(poolConfig(target));
+    this.pool = new HikariDataSource(poolConfig(target, "health", 1));
     this.latest =
         previous != null
             ? previous
             : NodeHealth.notProbed(target.database(), target.node(), target.role());
   }
 
-  private static HikariConfig poolConfig(Target target) {
+  /** A HikariCP pool of {@code size} to the target's node; {@code purpose} names it. */
+  static HikariConfig poolConfig(Target target, String purpose, int size) {
     long timeoutMs = target.timeout().toMillis();
     int timeoutSeconds = (int) Math.max(1, (timeoutMs + 999) / 1000); // pgJDBC counts seconds
     PGSimpleDataSource ds = new PGSimpleDataSource();
@@ -90,7 +91,7 @@ final class NodeProbe implements AutoCloseable {
     ds.setDatabaseName(target.dbname());
     ds.setUser(target.user());
     ds.setPassword(target.password());
-    ds.setApplicationName("cryoproxy-health");
+    ds.setApplicationName("cryoproxy-" + purpose);
     ds.setConnectTimeout(timeoutSeconds);
     ds.setLoginTimeout(timeoutSeconds);
     ds.setSslmode(target.tls().mode().sslmode());
@@ -99,14 +100,16 @@ final class NodeProbe implements AutoCloseable {
     }
     HikariConfig config = new HikariConfig();
     config.setPoolName(
-        "cryoproxy-health-"
+        "cryoproxy-"
+            + purpose
+            + "-"
             + target.database()
             + "-"
             + target.role().label()
             + "-"
             + target.node());
     config.setDataSource(ds);
-    config.setMaximumPoolSize(1);
+    config.setMaximumPoolSize(size);
     // No idle minimum: HikariCP would otherwise keep reconnecting to a down node in the background
     // between probes; it connects only when a probe asks.
     config.setMinimumIdle(0);

@@ -1,15 +1,21 @@
 package org.cryoprotect.proxy.pool;
 
 import io.netty.channel.EventLoop;
+import io.netty.util.concurrent.Future;
 import io.netty.util.concurrent.ScheduledFuture;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
+import org.cryoprotect.proxy.backend.ServerConnection;
 import org.cryoprotect.proxy.backend.ServerConnector;
+import org.cryoprotect.proxy.backend.ServerCredentials;
 import org.cryoprotect.proxy.config.ProxyConfig;
 import org.cryoprotect.proxy.config.ProxyConfig.Database;
+import org.cryoprotect.proxy.config.ProxyConfig.Endpoint;
+import org.cryoprotect.proxy.protocol.frontend.StartupMessage;
+import org.cryoprotect.proxy.routing.Router;
 
 /**
  * Every server pool of the proxy, created on first use, plus the per-database connection cap and a
@@ -26,9 +32,13 @@ public final class Pools implements AutoCloseable {
   private static final String ALL = "";
   private final java.util.Set<String> paused = new java.util.HashSet<>();
 
-  public Pools(ProxyConfig config, ServerConnector connector, EventLoop maintenanceLoop) {
+  private final Router router;
+
+  public Pools(
+      ProxyConfig config, ServerConnector connector, Router router, EventLoop maintenanceLoop) {
     this.config = config;
     this.connector = connector;
+    this.router = router;
     this.maintenanceLoop = maintenanceLoop;
     this.maintenance =
         maintenanceLoop.scheduleWithFixedDelay(
@@ -54,16 +64,49 @@ public final class Pools implements AutoCloseable {
     return pools.values();
   }
 
-  ServerConnector connector() {
-    return connector;
+  public Router router() {
+    return router;
+  }
+
+  /**
+   * Opens and logs in a server connection to {@code node} through its circuit breaker, retrying
+   * transient failures until {@code deadlineNanos}.
+   */
+  Future<ServerConnection> connect(
+      EventLoop loop,
+      Endpoint node,
+      StartupMessage login,
+      ServerCredentials credentials,
+      long deadlineNanos) {
+    return router
+        .guard(node)
+        .connect(loop, () -> connector.connect(loop, node, login, credentials), deadlineNanos);
+  }
+
+  /**
+   * A node failed: clients waiting for one of its connections get {@code why} now, idle connections
+   * close, and with {@code active} the connections in use close too (their clients get an error or
+   * a replay).
+   */
+  public void nodeFailed(Endpoint node, Throwable why, boolean active) {
+    for (ServerPool pool : pools.values()) {
+      if (pool.key().node().equals(node)) {
+        pool.nodeFailed(why, active);
+      }
+    }
   }
 
   public PreparedRegistry prepared() {
     return prepared;
   }
 
+  /** The pool of {@code database}'s primary for {@code role}. */
   public ServerPool pool(Database database, String role) {
-    PoolKey key = new PoolKey(database.primary(), database.name(), role);
+    return pool(database, role, database.primary());
+  }
+
+  public ServerPool pool(Database database, String role, Endpoint node) {
+    PoolKey key = new PoolKey(node, database.name(), role);
     return pools.computeIfAbsent(
         key,
         k -> {

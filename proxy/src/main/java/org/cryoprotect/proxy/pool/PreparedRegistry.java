@@ -3,6 +3,7 @@ package org.cryoprotect.proxy.pool;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.AtomicLong;
 import org.cryoprotect.proxy.protocol.frontend.Parse;
+import org.cryoprotect.proxy.routing.ReadClassifier;
 
 /**
  * Proxy-wide names for prepared statements: the same query text with the same parameter types gets
@@ -27,6 +28,7 @@ public final class PreparedRegistry {
     private final Parse parse;
     private final SqlScan.Effects effects;
     private volatile boolean verified;
+    private volatile ReadClassifier.Classification classification;
 
     Entry(String name, Parse parse, SqlScan.Effects effects) {
       this.name = name;
@@ -44,6 +46,16 @@ public final class PreparedRegistry {
 
     public SqlScan.Effects effects() {
       return effects;
+    }
+
+    /** How the statement routes (DESIGN §5), classified once per distinct text. */
+    public ReadClassifier.Classification classification() {
+      ReadClassifier.Classification c = classification;
+      if (c == null) {
+        c = ReadClassifier.classify(parse.query());
+        classification = c;
+      }
+      return c;
     }
 
     public boolean verified() {

@@ -310,9 +310,9 @@ public final class ServerPool {
       login = startup;
       creds = credentials;
     }
+    long deadline = System.nanoTime() + limits().waitTimeout().toNanos();
     pools
-        .connector()
-        .connect(loop, key.node(), login, creds)
+        .connect(loop, key.node(), login, creds, deadline)
         .addListener(
             (Future<ServerConnection> f) -> {
               if (f.isSuccess()) {
@@ -344,6 +344,27 @@ public final class ServerPool {
                 }
               }
             });
+  }
+
+  /** See {@link Pools#nodeFailed}. */
+  void nodeFailed(Throwable why, boolean active) {
+    List<Waiter> failed;
+    List<PooledServer> close;
+    synchronized (this) {
+      failed = new ArrayList<>(waiters);
+      waiters.clear();
+      close = new ArrayList<>(active ? servers : idle);
+      for (PooledServer s : idle) {
+        forget(s);
+      }
+      idle.clear();
+    }
+    for (Waiter w : failed) {
+      cancelTimers(w);
+      w.promise.tryFailure(why);
+    }
+    // Closing a connection in use reaches its client through the connection's own close handling.
+    close.forEach(s -> s.channel().close());
   }
 
   /** A clean server connection comes back: to the longest waiter, or to the idle list. */
