@@ -325,6 +325,10 @@ final class ClientSession extends ChannelInboundHandlerAdapter
     if (queryStart == 0) {
       queryStart = now;
     }
+    if (intent == UnitIntent.WRITE && (type == 'Q' || type == 'S' || type == 'F')) {
+      // Whatever reaches the server under a write, on this connection however it was borrowed.
+      lsnNeeded = routing && database.routing().readYourWrites() == ReadYourWrites.SESSION;
+    }
     if (xactStart == 0) {
       xactStart = now;
     }
@@ -494,11 +498,6 @@ final class ClientSession extends ChannelInboundHandlerAdapter
     server = s;
     guard = router.guard(s.node());
     guard.started();
-    lsnNeeded =
-        routing
-            && !loginPending
-            && intent == UnitIntent.WRITE
-            && database.routing().readYourWrites() == ReadYourWrites.SESSION;
     view.state("active", s.connection().keyData().processId());
     server.attach(this);
     client.server(server.connection());

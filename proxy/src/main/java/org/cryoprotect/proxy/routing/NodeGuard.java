@@ -47,6 +47,8 @@ public final class NodeGuard {
   private final AtomicInteger outstanding = new AtomicInteger();
   private volatile Instant openedAt = Instant.EPOCH;
   private volatile String openReason = "";
+  private final AtomicInteger probeFailures = new AtomicInteger(); // consecutive
+  static final int PROBE_FAILURES_TO_OPEN = 2;
 
   NodeGuard(
       Endpoint node, Resilience config, ProxyMetrics metrics, Consumer<NodeGuard> whenOpened) {
@@ -253,16 +255,25 @@ public final class NodeGuard {
     breaker.onError(0, TimeUnit.NANOSECONDS, new IllegalStateException(why));
   }
 
-  /** A health probe could not reach the node: open now (no-op when already open). */
-  void probeFailed(String why) {
+  /**
+   * A health probe could not reach the node. One failure may be a probe that was merely slow on a
+   * busy server; the second in a row opens the breaker. Returns true when the node is now deemed
+   * unreachable (and its connections should be closed).
+   */
+  boolean probeFailed(String why) {
+    if (probeFailures.incrementAndGet() < PROBE_FAILURES_TO_OPEN) {
+      return false;
+    }
     if (breaker.getState() != CircuitBreaker.State.OPEN) {
       openReason = "health probe failed: " + why;
       breaker.transitionToOpenState();
     }
+    return true;
   }
 
   /** A health probe reached the node: let the next attempts test it. */
   void probeSucceeded() {
+    probeFailures.set(0);
     if (breaker.getState() == CircuitBreaker.State.OPEN) {
       breaker.transitionToHalfOpenState();
     }

@@ -76,8 +76,7 @@ public final class Router implements AutoCloseable {
     NodeGuard g = guard(h.node());
     if (h.up()) {
       g.probeSucceeded();
-    } else {
-      g.probeFailed(h.error());
+    } else if (g.probeFailed(h.error())) {
       whenUnreachable.accept(h.node());
     }
   }

@@ -159,6 +159,64 @@ class ConfigLoaderTest {
   }
 
   @Test
+  void routingAndResilienceHaveDefaultsAndParse() throws Exception {
+    ProxyConfig plain = ConfigLoader.load(write(MINIMAL), Map.of());
+    assertThat(plain.databases().get("app").routing().enabled()).isFalse(); // no replicas
+    assertThat(plain.resilience().openFor()).isEqualTo(Duration.ofSeconds(5));
+    assertThat(plain.resilience().retryAttempts()).isEqualTo(4);
+
+    ProxyConfig config =
+        ConfigLoader.load(
+            write(
+                MINIMAL
+                    + "    replicas: [ { host: r1 } ]\n"
+                    + "    routing: { max_lag: 2s, max_lag_bytes: 512kB, read_your_writes: off }\n"
+                    + "resilience:\n"
+                    + "  breaker: { failure_rate: 25, open_for: 800ms, half_open_calls: 1 }\n"
+                    + "  retry: { attempts: 2, backoff: 10ms, max_backoff: 40ms }\n"),
+            Map.of());
+    ProxyConfig.Routing routing = config.databases().get("app").routing();
+    assertThat(routing.enabled()).isTrue();
+    assertThat(routing.maxLag()).isEqualTo(Duration.ofSeconds(2));
+    assertThat(routing.maxLagBytes()).isEqualTo(512 * 1024);
+    assertThat(routing.readYourWrites()).isEqualTo(ProxyConfig.ReadYourWrites.OFF);
+    assertThat(config.resilience().failureRate()).isEqualTo(25);
+    assertThat(config.resilience().openFor()).isEqualTo(Duration.ofMillis(800));
+    assertThat(config.resilience().retryMaxBackoff()).isEqualTo(Duration.ofMillis(40));
+  }
+
+  @Test
+  void badRoutingAndResilienceValuesNameTheirKey() throws IOException {
+    assertThatThrownBy(
+            () ->
+                ConfigLoader.load(
+                    write(MINIMAL + "    routing: { read_your_writes: always }\n"), Map.of()))
+        .hasMessage("databases.app.routing.read_your_writes: 'always' is not one of off, session");
+    assertThatThrownBy(
+            () -> ConfigLoader.load(write(MINIMAL + "    routing: { enabled: maybe }\n"), Map.of()))
+        .hasMessage("databases.app.routing.enabled: expected true or false, got 'maybe'");
+    assertThatThrownBy(
+            () ->
+                ConfigLoader.load(
+                    write(MINIMAL + "    routing: { max_lag_bytes: lots }\n"), Map.of()))
+        .hasMessageStartingWith("databases.app.routing.max_lag_bytes: expected a size");
+    assertThatThrownBy(
+            () ->
+                ConfigLoader.load(
+                    write(MINIMAL + "resilience: { breaker: { failure_rate: 0 } }\n"), Map.of()))
+        .hasMessage("resilience.breaker.failure_rate: must be between 1 and 100");
+    assertThatThrownBy(
+            () ->
+                ConfigLoader.load(
+                    write(MINIMAL + "resilience: { retry: { backoff: 1s, max_backoff: 10ms } }\n"),
+                    Map.of()))
+        .hasMessage("resilience.retry.max_backoff: must be at least retry.backoff (> 0)");
+    assertThatThrownBy(
+            () -> ConfigLoader.load(write(MINIMAL + "resilience: { breakr: {} }\n"), Map.of()))
+        .hasMessage("resilience.breakr: unknown key");
+  }
+
+  @Test
   void serverTlsModesHaveLibpqNames() {
     assertThat(ProxyConfig.ServerTlsMode.VERIFY_FULL.sslmode()).isEqualTo("verify-full");
     assertThat(ProxyConfig.ServerTlsMode.DISABLE.sslmode()).isEqualTo("disable");

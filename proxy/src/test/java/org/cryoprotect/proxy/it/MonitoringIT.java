@@ -187,7 +187,8 @@ class MonitoringIT {
             CompletableFuture.supplyAsync(
                 () -> {
                   try {
-                    return queryInt(waiter, "SELECT 42");
+                    // A read would go to the replica's pool: the hint keeps it on the primary's.
+                    return queryInt(waiter, "/* cryoproxy:primary */ SELECT 42");
                   } catch (SQLException e) {
                     throw new RuntimeException(e);
                   }

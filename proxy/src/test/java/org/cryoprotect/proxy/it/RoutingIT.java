@@ -43,6 +43,9 @@ class RoutingIT {
     pg.primary().sql("INSERT INTO routing_it SELECT g, 'v' || g FROM generate_series(1, 100) g");
     pg.primary().sql("CREATE TABLE ryw_it (id int PRIMARY KEY, v text)");
     pg.primary().sql("CREATE SEQUENCE routing_seq");
+    pg.primary().sql("CREATE TABLE static_it (id int PRIMARY KEY, v text)");
+    pg.primary().sql("INSERT INTO static_it SELECT g, 's' || g FROM generate_series(1, 1000) g");
+    pg.primary().sql("CREATE TABLE mixed_it (client int, seq int, PRIMARY KEY (client, seq))");
     pg.primary().sql("CREATE TABLE written_by_function (at timestamptz)");
     pg.primary()
         .sql(
@@ -52,9 +55,15 @@ class RoutingIT {
   }
 
   private static RunningProxy start(PgCluster pg, String routing) throws Exception {
+    return start(pg, routing, 8);
+  }
+
+  private static RunningProxy start(PgCluster pg, String routing, int poolSize) throws Exception {
     StringBuilder yaml =
         new StringBuilder()
-            .append("pool: { mode: transaction, size: 8 }\n")
+            .append("pool: { mode: transaction, size: ")
+            .append(poolSize)
+            .append(", wait_timeout: 60s }\n")
             .append("health: { interval: 200ms }\n")
             .append("databases:\n  app:\n    dbname: postgres\n")
             .append("    primary: { host: ")
@@ -355,6 +364,136 @@ class RoutingIT {
         r.sql("ALTER SYSTEM RESET recovery_min_apply_delay");
         r.sql("SELECT pg_reload_conf()");
       }
+    }
+  }
+
+  // ---------------------------------------------------------------- correctness under load
+
+  /**
+   * 48 pgJDBC clients for a few seconds over pools of 4 per node: routed reads (simple and
+   * server-prepared, single rows, aggregates, errors), read-only transactions, batches of writes
+   * read back at once. Every answer is checked: the replay window (held replies, sealed units,
+   * re-routing between units) must never mix up or lose a reply.
+   */
+  @Test
+  void mixedWorkloadThroughTheRouterGetsEveryAnswerRight(PgCluster pg) throws Exception {
+    long seconds = Long.getLong("cryoproxy.load.seconds", 8);
+    try (RunningProxy proxy = start(pg, "{ read_your_writes: session }", 4)) {
+      try (Connection c = proxy.connect("app", "postgres", null)) {
+        warmUp(c, pg);
+      }
+      List<Thread> threads = new ArrayList<>();
+      List<Throwable> failures = java.util.Collections.synchronizedList(new ArrayList<>());
+      java.util.concurrent.atomic.AtomicLong operations =
+          new java.util.concurrent.atomic.AtomicLong();
+      long end = System.nanoTime() + Duration.ofSeconds(seconds).toNanos();
+      for (int t = 0; t < 48; t++) {
+        int client = t;
+        threads.add(
+            new Thread(
+                () -> {
+                  try (Connection c =
+                      proxy.connect(
+                          "app",
+                          "postgres",
+                          null,
+                          "prepareThreshold",
+                          client % 2 == 0 ? "1" : "5")) {
+                    java.util.Random random = new java.util.Random(client);
+                    int seq = 0;
+                    while (System.nanoTime() < end) {
+                      int id = 1 + random.nextInt(1000);
+                      switch (random.nextInt(6)) {
+                        case 0 -> {
+                          try (PreparedStatement ps =
+                              c.prepareStatement("SELECT v FROM static_it WHERE id = ?")) {
+                            ps.setInt(1, id);
+                            try (ResultSet rs = ps.executeQuery()) {
+                              assertThat(rs.next()).isTrue();
+                              assertThat(rs.getString(1)).isEqualTo("s" + id);
+                              assertThat(rs.next()).isFalse();
+                            }
+                          }
+                        }
+                        case 1 -> {
+                          try (Statement st = c.createStatement();
+                              ResultSet rs =
+                                  st.executeQuery(
+                                      "SELECT count(*), sum(id) FROM static_it WHERE id <= "
+                                          + id)) {
+                            assertThat(rs.next()).isTrue();
+                            assertThat(rs.getLong(1)).isEqualTo(id);
+                            assertThat(rs.getLong(2)).isEqualTo((long) id * (id + 1) / 2);
+                          }
+                        }
+                        case 2 -> {
+                          try (Statement st = c.createStatement()) {
+                            st.executeQuery("SELECT 1 / (id - id) FROM static_it WHERE id = " + id);
+                            throw new AssertionError("division by zero expected");
+                          } catch (SQLException e) {
+                            assertThat(e.getSQLState()).isEqualTo("22012");
+                          }
+                        }
+                        case 3 -> {
+                          c.setAutoCommit(false);
+                          c.setReadOnly(true);
+                          try (PreparedStatement ps =
+                              c.prepareStatement("SELECT v FROM static_it WHERE id = ?")) {
+                            for (int k = 0; k < 2; k++) {
+                              ps.setInt(1, id + k > 1000 ? 1 : id + k);
+                              try (ResultSet rs = ps.executeQuery()) {
+                                assertThat(rs.next()).isTrue();
+                              }
+                            }
+                          }
+                          c.commit();
+                          c.setReadOnly(false);
+                          c.setAutoCommit(true);
+                        }
+                        default -> {
+                          try (PreparedStatement ins =
+                              c.prepareStatement("INSERT INTO mixed_it VALUES (?, ?)")) {
+                            for (int k = 0; k < 3; k++) {
+                              ins.setInt(1, client);
+                              ins.setInt(2, ++seq);
+                              ins.addBatch();
+                            }
+                            ins.executeBatch();
+                          }
+                          try (PreparedStatement ps =
+                              c.prepareStatement(
+                                  "SELECT count(*), max(seq) FROM mixed_it WHERE client = ?")) {
+                            ps.setInt(1, client);
+                            try (ResultSet rs = ps.executeQuery()) {
+                              assertThat(rs.next()).isTrue();
+                              assertThat(rs.getInt(1)).isEqualTo(seq);
+                              assertThat(rs.getInt(2)).isEqualTo(seq);
+                            }
+                          }
+                        }
+                      }
+                      operations.incrementAndGet();
+                    }
+                  } catch (Throwable e) {
+                    failures.add(e);
+                  }
+                }));
+      }
+      threads.forEach(Thread::start);
+      for (Thread t : threads) {
+        t.join();
+      }
+      assertThat(failures).isEmpty();
+      Exposition m = metrics(proxy);
+      System.out.printf(
+          "mixed routing workload: %d operations in %d s; queries on replicas %.0f, on the primary"
+              + " %.0f%n",
+          operations.get(),
+          seconds,
+          m.sum("cryoproxy_query_seconds_count", "route", "replica"),
+          m.sum("cryoproxy_query_seconds_count", "route", "primary"));
+      assertThat(operations.get()).isGreaterThan(48);
+      assertThat(m.sum("cryoproxy_query_seconds_count", "route", "replica")).isPositive();
     }
   }
 
