@@ -391,6 +391,17 @@ final class AdminConsole extends ChannelInboundHandlerAdapter {
     t.row("pool.prepared_statements_per_server", c.pool().preparedPerServer(), 1000, "yes");
     t.row("limits.max_client_connections", c.limits().maxClientConnections(), 10000, "yes");
     t.row("limits.max_message_size", c.limits().maxMessageSize(), 67108864, "yes");
+    // Breakers are built with the node's first use: these need a restart.
+    ProxyConfig.Resilience r = c.resilience();
+    t.row("resilience.breaker.failure_rate", r.failureRate(), 50, "no");
+    t.row("resilience.breaker.slow_call", r.slowCall().toMillis() + "ms", "5000ms", "no");
+    t.row("resilience.breaker.minimum_calls", r.minimumCalls(), 5, "no");
+    t.row("resilience.breaker.window", r.window(), 20, "no");
+    t.row("resilience.breaker.open_for", r.openFor().toMillis() + "ms", "5000ms", "no");
+    t.row("resilience.breaker.half_open_calls", r.halfOpenCalls(), 2, "no");
+    t.row("resilience.retry.attempts", r.retryAttempts(), 4, "no");
+    t.row("resilience.retry.backoff", r.retryBackoff().toMillis() + "ms", "50ms", "no");
+    t.row("resilience.retry.max_backoff", r.retryMaxBackoff().toMillis() + "ms", "1000ms", "no");
     t.write(ctx, "SHOW");
   }
 

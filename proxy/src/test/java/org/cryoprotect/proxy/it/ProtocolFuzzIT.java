@@ -41,12 +41,17 @@ class ProtocolFuzzIT {
 
   @BeforeAll
   static void start() throws Exception {
-    pg = PgCluster.builder().start();
+    pg = PgCluster.builder().replicas(1).start();
     proxy =
         RunningProxy.start(
-            // Transaction mode: the fuzz also goes through prepared-statement renaming, reply
-            // tracking and the return of abused server connections to the pool.
+            // Transaction mode with a replica: the fuzz also goes through prepared-statement
+            // renaming, reply tracking, read routing with its replay window, and the return of
+            // abused server connections to the pools.
             RunningProxy.database("app", "postgres", "127.0.0.1", pg.primary().port())
+                + "    replicas: [ { host: 127.0.0.1, port: "
+                + pg.replica(0).port()
+                + " } ]\n"
+                + "health: { interval: 200ms }\n"
                 + "pool: { mode: transaction, size: 8, wait_timeout: 60s }\n"
                 + "limits: { max_message_size: 65536, client_login_timeout: 2s }\n");
   }

@@ -1,0 +1,67 @@
+package org.cryoprotect.bench;
+
+import java.util.concurrent.TimeUnit;
+import org.cryoprotect.proxy.pool.SqlScan;
+import org.cryoprotect.proxy.routing.ReadClassifier;
+import org.openjdk.jmh.annotations.Benchmark;
+import org.openjdk.jmh.annotations.BenchmarkMode;
+import org.openjdk.jmh.annotations.Fork;
+import org.openjdk.jmh.annotations.Measurement;
+import org.openjdk.jmh.annotations.Mode;
+import org.openjdk.jmh.annotations.OutputTimeUnit;
+import org.openjdk.jmh.annotations.Param;
+import org.openjdk.jmh.annotations.Scope;
+import org.openjdk.jmh.annotations.State;
+import org.openjdk.jmh.annotations.Warmup;
+
+/**
+ * What the proxy reads of each simple query on the hot path: the routing classification (once per
+ * transaction on databases with replicas) and the session-state scan (every Query message).
+ */
+@State(Scope.Benchmark)
+@BenchmarkMode(Mode.AverageTime)
+@OutputTimeUnit(TimeUnit.NANOSECONDS)
+@Warmup(iterations = 3, time = 1)
+@Measurement(iterations = 5, time = 1)
+@Fork(1)
+public class ClassifyBenchmark {
+  /** pgbench -S, a TPC-B update, and a 1 KiB report query with comments, strings and casts. */
+  @Param({"pgbench_select", "tpcb_update", "report"})
+  public String query;
+
+  private String sql;
+
+  @org.openjdk.jmh.annotations.Setup
+  public void setUp() {
+    sql =
+        switch (query) {
+          case "pgbench_select" -> "SELECT abalance FROM pgbench_accounts WHERE aid = 48213;";
+          case "tpcb_update" ->
+              "UPDATE pgbench_accounts SET abalance = abalance + -1234 WHERE aid = 48213;";
+          default -> report();
+        };
+  }
+
+  private static String report() {
+    StringBuilder b =
+        new StringBuilder(
+            "/* dashboard: weekly */ WITH recent AS (SELECT o.id, o.total::numeric(12,2) AS t,"
+                + " date_trunc('week', o.created_at) AS wk FROM orders o WHERE o.note NOT LIKE"
+                + " '%for update%' AND o.created_at > now() - interval '90 days')"
+                + " SELECT wk, count(*), sum(t), coalesce(max(t), 0) FROM recent GROUP BY wk");
+    while (b.length() < 1024) {
+      b.append(" -- padding comment with 'quotes' and $$dollars$$\n");
+    }
+    return b.append(" ORDER BY wk").toString();
+  }
+
+  @Benchmark
+  public ReadClassifier.Classification readClassifier() {
+    return ReadClassifier.classify(sql);
+  }
+
+  @Benchmark
+  public SqlScan.Effects sessionScan() {
+    return SqlScan.scan(sql);
+  }
+}
