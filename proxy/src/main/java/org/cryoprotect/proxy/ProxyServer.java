@@ -90,8 +90,8 @@ public final class ProxyServer implements AutoCloseable {
       this.router = new Router(config, health, metrics);
       this.pools = new Pools(config, connector, router, workers.next());
       router.onNodeFailure(
-          guard -> pools.nodeFailed(guard.node(), guard.unavailable("node"), false),
-          node -> pools.nodeFailed(node, router.guard(node).unavailable("node"), true));
+          guard -> pools.nodeFailed(guard.node(), guard.unavailable(), false),
+          node -> pools.nodeFailed(node, router.guard(node).unavailable(), true));
       this.frontend =
           new Frontend(
               clientTls(config),

@@ -8,6 +8,7 @@ import io.netty.channel.ChannelInboundHandlerAdapter;
 import io.netty.channel.EventLoop;
 import io.netty.util.concurrent.Future;
 import io.netty.util.concurrent.ScheduledFuture;
+import java.time.Instant;
 import java.util.ArrayDeque;
 import java.util.EnumSet;
 import java.util.LinkedHashMap;
@@ -66,6 +67,10 @@ final class ClientSession extends ChannelInboundHandlerAdapter
 
   private static final int MAX_PREPARE_ATTEMPTS = 3;
   private static final int MAX_REPLAYS = 2;
+
+  /** How much of an unfinished extended-protocol batch is held to judge it as a whole. */
+  private static final int UNIT_JUDGE_BYTES = 64 * 1024;
+
   private static final String LSN_SQL = "SELECT pg_current_wal_insert_lsn()::text";
 
   private final ClientConnection client;
@@ -116,6 +121,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter
   private boolean errorSent; // an ErrorResponse reached the client since the last ReadyForQuery
   private boolean lsnNeeded; // a write transaction ended: learn the WAL position after it
   private long writeLsn; // the client's last commit must be visible on a replica it reads from
+  private Instant writeLsnLostAt; // when writeLsn became unknown (Long.MAX_VALUE)
   private final ClientView view; // what SHOW CLIENTS and the pool's statistics see
 
   ClientSession(
@@ -244,10 +250,29 @@ final class ClientSession extends ChannelInboundHandlerAdapter
       server.channel().flush();
     } else {
       ctx.flush(); // answers given without a server
-      if (!acquiring && !closing && !backlog.isEmpty()) {
+      if (!acquiring && !closing && !backlog.isEmpty() && (!routing || unitReadable())) {
         acquire();
       }
     }
+  }
+
+  /**
+   * Whether enough of the unit is here to judge where it may run: a message that makes the server
+   * answer (Sync, Query, Flush, a function call) or anything unusual. A batch split across reads
+   * waits for its rest, which the server would not answer before either; past {@link
+   * #UNIT_JUDGE_BYTES} it goes to the writer as it is.
+   */
+  private boolean unitReadable() {
+    int bytes = 0;
+    for (ByteBuf frame : backlog) {
+      switch (Frames.type(frame)) {
+        case 'P', 'B', 'D', 'E', 'C' -> bytes += frame.readableBytes();
+        default -> {
+          return true;
+        }
+      }
+    }
+    return bytes > UNIT_JUDGE_BYTES;
   }
 
   @Override
@@ -443,7 +468,13 @@ final class ClientSession extends ChannelInboundHandlerAdapter
       intent =
           UnitIntent.of(backlog, statements.byName(), transactionMode, router.volatility(database));
       if (intent != UnitIntent.WRITE && !writerOnly) {
-        long mustSee = database.routing().readYourWrites() == ReadYourWrites.SESSION ? writeLsn : 0;
+        long mustSee = 0;
+        if (database.routing().readYourWrites() == ReadYourWrites.SESSION) {
+          if (writeLsn == Long.MAX_VALUE) {
+            writeLsn = router.writerLsnAfter(database, writeLsnLostAt);
+          }
+          mustSee = writeLsn;
+        }
         Endpoint replica = router.reader(database, mustSee, avoid);
         if (replica != null) {
           node = replica;
@@ -650,7 +681,8 @@ final class ClientSession extends ChannelInboundHandlerAdapter
         snapshotRow = DataRow.texts(Frames.body(frame));
         snapshot.put(snapshotRow.get(0), snapshotRow.get(1));
       } else if (head.kind == Kind.LSN && type == 'D') {
-        writeLsn = NodeHealth.parseLsn(DataRow.texts(Frames.body(frame)).get(0));
+        writeLsn =
+            NodeHealth.recordEnd(NodeHealth.parseLsn(DataRow.texts(Frames.body(frame)).get(0)));
       } else if (type == 'G') {
         copyIn = true;
         if (closing) {
@@ -777,7 +809,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter
   private void serverError(ByteBuf frame, Pending head) {
     if (head.kind == Kind.LSN) {
       frame.release();
-      writeLsn = Long.MAX_VALUE; // unknown: this client's reads stay on the primary
+      writeLsnLost();
       return;
     }
     if (head.kind == Kind.INJECTED || head.kind == Kind.APPLY || head.kind == Kind.SNAPSHOT) {
@@ -788,7 +820,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter
         // while idle): drop it and borrow another.
         log.info("{}: check before use failed ({}), trying another", server, error.message());
         server.markBroken();
-        serverClosed();
+        serverClosed(server);
         return;
       }
       log.warn("{}: the proxy's own query failed: {}", server, error);
@@ -908,8 +940,8 @@ final class ClientSession extends ChannelInboundHandlerAdapter
     }
     if (transactionMode && pins.isEmpty()) {
       releaseServer();
-      if (!backlog.isEmpty()) {
-        acquire(); // the next unit, routed afresh
+      if (!backlog.isEmpty() && (!routing || unitReadable())) {
+        acquire(); // the next unit, routed afresh (or when the rest of it arrives)
       }
     } else if (!backlog.isEmpty()) {
       sendBacklog();
@@ -994,10 +1026,9 @@ final class ClientSession extends ChannelInboundHandlerAdapter
   }
 
   @Override
-  public void serverClosed() {
-    PooledServer lost = server;
-    if (lost == null) {
-      return;
+  public void serverClosed(PooledServer lost) {
+    if (lost != server) {
+      return; // one this session already gave back (or never got)
     }
     server = null;
     leftNode();
@@ -1041,6 +1072,10 @@ final class ClientSession extends ChannelInboundHandlerAdapter
    */
   private void failUnit(Endpoint node) {
     window.commit(ctx, false); // a partial reply of a unit that failed is not delivered
+    if (lsnNeeded || pending.stream().anyMatch(p -> p.kind == Kind.LSN)) {
+      lsnNeeded = false;
+      writeLsnLost(); // a write may have committed: its position is not known
+    }
     boolean owed = !errorSent; // one error per failed unit, unless the server sent one for it
     boolean synced = true;
     for (Pending p : pending) {
@@ -1077,6 +1112,16 @@ final class ClientSession extends ChannelInboundHandlerAdapter
     if (!backlog.isEmpty() && !skipUntilSync) {
       acquire();
     }
+  }
+
+  /**
+   * The WAL position after the client's last write could not be learned: its reads stay on the
+   * writer until a health probe that began after now reports the writer's position, which covers
+   * that write.
+   */
+  private void writeLsnLost() {
+    writeLsn = Long.MAX_VALUE;
+    writeLsnLostAt = Instant.now();
   }
 
   private ByteBuf lostError(Endpoint node) {

@@ -25,6 +25,8 @@ public record NodeHealth(
     long lsn,
     String error,
     Instant checkedAt) {
+  private static final long WAL_PAGE = 8192;
+  private static final long PAGE_HEADER = 24;
 
   public enum Role {
     PRIMARY,
@@ -89,6 +91,17 @@ public record NodeHealth(
     long high = Long.parseLong(text.substring(0, slash), 16);
     long low = Long.parseLong(text.substring(slash + 1), 16);
     return (high << 32) | low;
+  }
+
+  /**
+   * {@code pg_current_wal_insert_lsn()} right after a page boundary points past the new page's
+   * 24-byte header, where no record can end; a replica that replayed everything before the boundary
+   * reports the boundary itself, and would wait for the next write to pass it. Both mean the same
+   * point of the log, so the boundary is what a replica must reach. (A segment's first page has a
+   * 40-byte header; offset 40 is left alone, as on other pages a record can end there.)
+   */
+  public static long recordEnd(long insertLsn) {
+    return insertLsn % WAL_PAGE == PAGE_HEADER ? insertLsn - PAGE_HEADER : insertLsn;
   }
 
   /** Whether the node answered and is what the configuration says it is. */

@@ -81,6 +81,10 @@ public final class PooledServer {
   public void attach(ServerUser user) {
     this.user = user;
     channel().config().setAutoRead(true);
+    if (!channel().isActive()) {
+      // It closed after the pool handed it out and before this: its close told nobody.
+      user.loop().execute(() -> user.serverClosed(this));
+    }
   }
 
   void detach() {
@@ -212,7 +216,7 @@ public final class PooledServer {
     public void channelInactive(ChannelHandlerContext ctx) {
       ServerUser current = user;
       if (current != null) {
-        current.loop().execute(current::serverClosed);
+        current.loop().execute(() -> current.serverClosed(PooledServer.this));
       } else {
         pool.closed(PooledServer.this);
       }

@@ -17,8 +17,11 @@ public interface ServerUser {
   /** The server's read burst ended: flush what was forwarded. */
   void serverReadComplete();
 
-  /** The server connection closed while this user held it. */
-  void serverClosed();
+  /**
+   * The server connection {@code server} closed while this user held it. Delivered on the user's
+   * loop, possibly after the user already let go of it: the user checks it still holds it.
+   */
+  void serverClosed(PooledServer server);
 
   /** The server's socket can (not) take more writes: stop or resume reading from the client. */
   void serverWritable(boolean writable);

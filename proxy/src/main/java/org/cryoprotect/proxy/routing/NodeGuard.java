@@ -48,6 +48,7 @@ public final class NodeGuard {
   private volatile Instant openedAt = Instant.EPOCH;
   private volatile String openReason = "";
   private final AtomicInteger probeFailures = new AtomicInteger(); // consecutive
+  private volatile String role = "node"; // "primary" or "replica" once a probe has said which
   static final int PROBE_FAILURES_TO_OPEN = 2;
 
   NodeGuard(
@@ -128,6 +129,16 @@ public final class NodeGuard {
     };
   }
 
+  /** What the health probes know the node as: {@code primary} or {@code replica}. */
+  void role(String role) {
+    this.role = role;
+  }
+
+  /** {@link #unavailable(String)} naming the node by its configured role. */
+  public ServerException unavailable() {
+    return unavailable(role);
+  }
+
   /** The error for work refused because the breaker is open; names the node and the retry time. */
   public ServerException unavailable(String role) {
     long retryInMs =
@@ -183,7 +194,7 @@ public final class NodeGuard {
       return CompletableFuture.failedFuture(new GaveUp(last[0]));
     }
     if (!breaker.tryAcquirePermission()) {
-      return CompletableFuture.failedFuture(new GaveUp(unavailable("node")));
+      return CompletableFuture.failedFuture(new GaveUp(unavailable()));
     }
     long start = System.nanoTime();
     CompletableFuture<ServerConnection> result = new CompletableFuture<>();

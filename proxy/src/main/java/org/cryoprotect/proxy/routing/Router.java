@@ -1,6 +1,7 @@
 package org.cryoprotect.proxy.routing;
 
 import io.netty.util.concurrent.DefaultThreadFactory;
+import java.time.Instant;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
@@ -74,6 +75,7 @@ public final class Router implements AutoCloseable {
 
   private void observed(NodeHealth h) {
     NodeGuard g = guard(h.node());
+    g.role(h.role().label());
     if (h.up()) {
       g.probeSucceeded();
     } else if (g.probeFailed(h.error())) {
@@ -136,6 +138,23 @@ public final class Router implements AutoCloseable {
       }
     }
     return best == null ? null : best.node();
+  }
+
+  /**
+   * The writer's WAL position as reported by a probe that began after {@code since}, or {@code
+   * Long.MAX_VALUE} while there is none: what a client's reads must see when the position after its
+   * last write could not be learned (the connection broke first). Any commit the client saw before
+   * {@code since} is at or below it.
+   */
+  public long writerLsnAfter(Database db, Instant since) {
+    NodeHealth h = find(health.database(db.name()), writer(db));
+    if (h == null
+        || !h.up()
+        || h.checkedAt() == null
+        || !h.checkedAt().minus(config.health().timeout()).isAfter(since)) {
+      return Long.MAX_VALUE;
+    }
+    return h.lsn();
   }
 
   /** Whether {@code node} is a configured replica of {@code db} (not the writer now). */

@@ -28,6 +28,14 @@ class NodeHealthTest {
   }
 
   @Test
+  void aPositionJustPastAPageHeaderIsThePageBoundary() {
+    assertThat(NodeHealth.recordEnd(0x3002018L)).isEqualTo(0x3002000L); // 24 past a page
+    assertThat(NodeHealth.recordEnd(0x3002030L)).isEqualTo(0x3002030L); // a record may end here
+    assertThat(NodeHealth.recordEnd(0x3002028L)).isEqualTo(0x3002028L); // 40: left alone
+    assertThat(NodeHealth.recordEnd(0x3000148L)).isEqualTo(0x3000148L);
+  }
+
+  @Test
   void aReplicaThatReplayedAllItReceivedHasNoLagHoweverOldItsLastCommit() {
     NodeHealth idle = replica(1000, 1000, 3600.0);
     assertThat(idle.lagSeconds()).isZero();

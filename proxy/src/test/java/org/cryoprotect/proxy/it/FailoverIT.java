@@ -325,6 +325,65 @@ class FailoverIT {
     }
   }
 
+  /**
+   * SIGSTOP on a replica's postmaster and backends: its sockets stay open and silent, as with a
+   * frozen VM. Reads in flight there are replayed on the other replica once the probes give up on
+   * it; nobody waits past the timeouts, nothing fails, and after SIGCONT it serves reads again.
+   */
+  @Test
+  void aPausedReplicaCostsNoReadAndComesBack(PgCluster pg) throws Exception {
+    prepare(pg);
+    PgNode r0 = pg.replica(0);
+    PgNode r1 = pg.replica(1);
+    try (RunningProxy proxy =
+            RunningProxy.start(blackholeConfig(addr(pg.primary()), addr(r0), addr(r1)));
+        Load readers = Load.readers(proxy, 16)) {
+      awaitReadsOn(readers, r0.port(), r1.port());
+      long pausedAt = System.nanoTime();
+      long resumedAt;
+      try {
+        r0.pause();
+        await()
+            .atMost(Duration.ofSeconds(10))
+            .pollInterval(Duration.ofMillis(50))
+            .ignoreExceptions()
+            .until(() -> metrics(proxy).value("cryoproxy_breaker_state", "node", addr(r0)) == 2);
+        System.out.printf(
+            "[FailoverIT] paused replica's breaker open %d ms after SIGSTOP%n",
+            millis(pausedAt, System.nanoTime()));
+        Thread.sleep(2_000);
+        long now = System.nanoTime();
+        Map<Integer, Long> during = readers.portsBetween(now - 1_500_000_000L, now);
+        System.out.printf("[FailoverIT] reads by port while paused: %s%n", during);
+        assertThat(during).doesNotContainKey(r0.port());
+        assertThat(during.getOrDefault(r1.port(), 0L)).isPositive();
+      } finally {
+        r0.resume();
+        resumedAt = System.nanoTime();
+      }
+      System.out.printf(
+          "[FailoverIT] pause: longest read %d ms, %d failed reads%n",
+          TimeUnit.NANOSECONDS.toMillis(readers.longest()), readers.failures().size());
+      printFailures(readers.failures());
+      assertThat(readers.failures()).as("failed reads").isEmpty();
+      assertThat(Duration.ofNanos(readers.longest())).isLessThan(Duration.ofSeconds(5));
+
+      await()
+          .atMost(Duration.ofSeconds(30))
+          .pollInterval(Duration.ofMillis(100))
+          .until(() -> readers.portsBetween(resumedAt, System.nanoTime()).containsKey(r0.port()));
+      System.out.printf(
+          "[FailoverIT] paused replica serves reads again %d ms after SIGCONT%n",
+          millis(resumedAt, readers.firstOn(r0.port(), resumedAt)));
+      Thread.sleep(2_000);
+      Exposition m = metrics(proxy);
+      assertThat(m.value("cryoproxy_breaker_state", "node", addr(r0))).isZero();
+      assertThat(serverConnections(m, addr(r0))).isLessThanOrEqualTo(POOL_SIZE);
+      readers.stop();
+      assertThat(readers.failures()).as("failed reads").isEmpty();
+    }
+  }
+
   @Test
   void aBlackholedPrimaryFailsWritesInTimeAndSessionsSurvive(PgCluster pg) throws Exception {
     prepare(pg);
@@ -389,6 +448,15 @@ class FailoverIT {
         assertThat(states.keySet()).isNotEmpty().isSubsetOf("08006");
         assertThat(Duration.ofNanos(slowestWrite)).isLessThan(Duration.ofSeconds(5));
         printFailures(readers.failures());
+        if (!readers.failures().isEmpty()) {
+          readers.printTimelines(holeAt);
+          System.out.printf(
+              "[FailoverIT] primary insert/flush LSN %s, replicas' replay LSN %s / %s%n",
+              primary.queryString(
+                  "SELECT pg_current_wal_insert_lsn() || ' / ' || pg_current_wal_flush_lsn()"),
+              pg.replica(0).queryString("SELECT pg_last_wal_replay_lsn()"),
+              pg.replica(1).queryString("SELECT pg_last_wal_replay_lsn()"));
+        }
         assertThat(readers.failures()).as("failed reads").isEmpty();
         assertThat(Duration.ofNanos(readers.longest())).isLessThan(Duration.ofSeconds(5));
 
@@ -716,6 +784,38 @@ class FailoverIT {
 
     private int threadsWith(Predicate<Op> p) {
       return (int) ops.stream().filter(p).mapToInt(Op::thread).distinct().count();
+    }
+
+    /**
+     * For every thread that failed: its ops as runs of the same outcome (serving port or SQLSTATE),
+     * with times in ms relative to {@code t0}.
+     */
+    void printTimelines(long t0) {
+      for (int t = 0; t < size; t++) {
+        int thread = t;
+        List<Op> mine = ops.stream().filter(o -> o.thread() == thread).toList();
+        if (mine.stream().noneMatch(Op::failed)) {
+          continue;
+        }
+        StringBuilder line = new StringBuilder("[FailoverIT] thread " + t + ":");
+        String current = null;
+        int run = 0;
+        for (Op o : mine) {
+          String outcome = o.failed() ? o.state() : String.valueOf(o.port());
+          if (!outcome.equals(current)) {
+            if (current != null) {
+              line.append(" x").append(run);
+            }
+            line.append(" | ")
+                .append(current = outcome)
+                .append(" from ")
+                .append(TimeUnit.NANOSECONDS.toMillis(o.start() - t0));
+            run = 0;
+          }
+          run++;
+        }
+        System.out.println(line.append(" x").append(run));
+      }
     }
 
     int openConnections() throws SQLException {

@@ -3,9 +3,12 @@ package org.cryoprotect.proxy.it;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.awaitility.Awaitility.await;
 
+import java.io.IOException;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
+import java.nio.ByteBuffer;
+import java.nio.charset.StandardCharsets;
 import java.sql.Connection;
 import java.sql.PreparedStatement;
 import java.sql.ResultSet;
@@ -13,6 +16,7 @@ import java.sql.SQLException;
 import java.sql.Statement;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
@@ -23,6 +27,8 @@ import org.cryoprotect.proxy.testing.PgCluster;
 import org.cryoprotect.proxy.testing.PgNode;
 import org.cryoprotect.proxy.testing.PgTest;
 import org.cryoprotect.proxy.testing.RunningProxy;
+import org.cryoprotect.proxy.testing.WireClient;
+import org.cryoprotect.proxy.testing.WireClient.Message;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 
@@ -201,6 +207,65 @@ class RoutingIT {
       Exposition m = metrics(proxy);
       assertThat(m.sum("cryoproxy_query_seconds_count", "route", "replica")).isGreaterThan(300);
     }
+  }
+
+  /**
+   * A client's batch that arrives in pieces is judged whole: Parse, Bind and Execute first and the
+   * Sync a moment later still read from a replica. A batch that ends in Flush is answered at once,
+   * as the server would, without waiting for a Sync.
+   */
+  @Test
+  void aBatchSplitAcrossReadsIsJudgedWhole(PgCluster pg) throws Exception {
+    try (RunningProxy proxy = start(pg, "{ read_your_writes: off }");
+        Connection c = proxy.connect("app", "postgres", null);
+        WireClient wire = new WireClient(proxy.port()).timeout(10_000)) {
+      warmUp(c, pg);
+      wire.startup("postgres", "app");
+      assertThat(wire.readUntilReady()).isNull();
+      for (int i = 0; i < 10; i++) {
+        wire.send(extended("SELECT current_setting('port')"));
+        Thread.sleep(50); // the proxy reads the first part alone
+        wire.send(WireClient.message('S', new byte[0]));
+        assertThat(portFromReply(wire)).isIn(replicaPorts(pg));
+      }
+      wire.send(extended("SELECT current_setting('port')"));
+      wire.send(WireClient.message('H', new byte[0]));
+      Message row;
+      while ((row = wire.read()).type() != 'D') {
+        assertThat(row.type()).isNotEqualTo('E');
+      }
+      wire.send(WireClient.message('S', new byte[0]));
+      assertThat(wire.readUntilReady()).isNull();
+    }
+  }
+
+  /** Parse (unnamed), Bind and Execute of {@code sql}, without Sync. */
+  private static byte[] extended(String sql) {
+    byte[] q = (sql + "\0").getBytes(StandardCharsets.UTF_8);
+    byte[] parse = new byte[1 + q.length + 2];
+    System.arraycopy(q, 0, parse, 1, q.length);
+    ByteBuffer out = ByteBuffer.allocate(1024);
+    out.put(WireClient.message('P', parse));
+    out.put(WireClient.message('B', new byte[] {0, 0, 0, 0, 0, 0, 0, 0}));
+    out.put(WireClient.message('E', new byte[] {0, 0, 0, 0, 0}));
+    return Arrays.copyOf(out.array(), out.position());
+  }
+
+  /** The single text column of the DataRow in the reply up to ReadyForQuery. */
+  private static String portFromReply(WireClient wire) throws IOException {
+    String value = null;
+    Message m;
+    while ((m = wire.read()).type() != 'Z') {
+      assertThat(m.type()).as("reply %s", m.field('M')).isNotEqualTo('E');
+      if (m.type() == 'D') {
+        ByteBuffer body = ByteBuffer.wrap(m.body());
+        body.getShort();
+        byte[] text = new byte[body.getInt()];
+        body.get(text);
+        value = new String(text, StandardCharsets.UTF_8);
+      }
+    }
+    return value;
   }
 
   // ---------------------------------------------------------------- acceptance 2

@@ -169,6 +169,10 @@ class NodeGuardTest {
     assertThat(guard.unavailable("primary").getMessage())
         .contains(
             "primary 10.0.0.1:5432 is unavailable (circuit breaker open: health probe failed");
+    guard.role("replica"); // as the probes call it
+    assertThat(guard.unavailable().getMessage())
+        .startsWith("replica 10.0.0.1:5432 is unavailable")
+        .containsPattern("tried again in [1-9][0-9]* ms|tried again in 0 ms");
     guard.probeFailed("again"); // already open: no second transition
     assertThat(opened).hasValue(1);
 
