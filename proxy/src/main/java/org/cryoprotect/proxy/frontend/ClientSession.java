@@ -71,6 +71,9 @@ final class ClientSession extends ChannelInboundHandlerAdapter
   /** How much of an unfinished extended-protocol batch is held to judge it as a whole. */
   private static final int UNIT_JUDGE_BYTES = 64 * 1024;
 
+  /** How often a read waiting for a replica to catch up while the writer is down looks again. */
+  private static final long RYW_RECHECK_MILLIS = 50;
+
   private static final String LSN_SQL = "SELECT pg_current_wal_insert_lsn()::text";
 
   private final ClientConnection client;
@@ -122,6 +125,8 @@ final class ClientSession extends ChannelInboundHandlerAdapter
   private boolean lsnNeeded; // a write transaction ended: learn the WAL position after it
   private long writeLsn; // the client's last commit must be visible on a replica it reads from
   private Instant writeLsnLostAt; // when writeLsn became unknown (Long.MAX_VALUE)
+  private long rywWaitSince; // waiting for a replica to be seen past writeLsn (writer down)
+  private long readMustSee; // the WAL position the current read's replica must have replayed
   private final ClientView view; // what SHOW CLIENTS and the pool's statistics see
 
   ClientSession(
@@ -464,6 +469,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter
     Endpoint writer = router.writer(database);
     Endpoint node = writer;
     intent = UnitIntent.WRITE;
+    readMustSee = 0;
     if (routing && !loginPending && pins.isEmpty() && txStatus == ReadyForQuery.IDLE) {
       intent =
           UnitIntent.of(backlog, statements.byName(), transactionMode, router.volatility(database));
@@ -475,12 +481,16 @@ final class ClientSession extends ChannelInboundHandlerAdapter
           }
           mustSee = writeLsn;
         }
+        readMustSee = mustSee;
         Endpoint replica = router.reader(database, mustSee, avoid);
         if (replica != null) {
           node = replica;
+        } else if (awaitsReplicaProgress(!router.guard(writer).admits(), mustSee)) {
+          return;
         }
       }
     }
+    rywWaitSince = 0;
     NodeGuard chosen = router.guard(node);
     if (!chosen.admits()) {
       acquireFailed(chosen.unavailable(node.equals(writer) ? "primary" : "replica"));
@@ -493,9 +503,46 @@ final class ClientSession extends ChannelInboundHandlerAdapter
     acquiring = true;
     view.state("waiting", 0);
     acquireStart = System.nanoTime();
-    ctx.channel().config().setAutoRead(false);
     ServerPool target = node.equals(pool.key().node()) ? pool : lender(node);
-    target.acquire(loop(), serverStartup, credentials).addListener(this::acquired);
+    Future<PooledServer> borrowed = target.acquire(loop(), serverStartup, credentials);
+    if (borrowed.isDone()) {
+      acquired(borrowed); // an idle connection: no need to stop reading (two syscalls saved)
+      return;
+    }
+    ctx.channel().config().setAutoRead(false); // the client waits; so does what it sends next
+    borrowed.addListener(this::acquired);
+  }
+
+  /**
+   * Read-your-writes while the writer is down: the replicas are only not yet known to have the
+   * client's last commit (the probes run every {@code health.interval}), and they usually have it
+   * within milliseconds. Rather than fail the read on the writer, look again shortly, until the
+   * client's wait timeout; true when a new look is scheduled.
+   */
+  private boolean awaitsReplicaProgress(boolean writerDown, long mustSee) {
+    if (mustSee == 0 || !writerDown || router.reader(database, 0, avoid) == null) {
+      return false;
+    }
+    long now = System.nanoTime();
+    if (rywWaitSince == 0) {
+      rywWaitSince = now;
+    } else if (now - rywWaitSince > frontend.config().pool().waitTimeout().toNanos()) {
+      return false; // the writer's error it is
+    }
+    acquiring = true;
+    view.state("waiting", 0);
+    ctx.channel().config().setAutoRead(false);
+    loop()
+        .schedule(
+            () -> {
+              acquiring = false;
+              if (!closing && server == null) {
+                acquire();
+              }
+            },
+            RYW_RECHECK_MILLIS,
+            TimeUnit.MILLISECONDS);
+    return true;
   }
 
   private ServerPool lender(Endpoint node) {
@@ -514,6 +561,10 @@ final class ClientSession extends ChannelInboundHandlerAdapter
         writerOnly = true;
         acquire();
         return;
+      }
+      if (intent != UnitIntent.WRITE && !closing && awaitsReplicaProgress(true, readMustSee)) {
+        window.commit(ctx, false); // nothing was sent: the next try opens it again
+        return; // a read that had to see the client's last write; the writer just went down
       }
       acquireFailed(f.cause());
       return;

@@ -10,6 +10,7 @@ import java.sql.Connection;
 import java.sql.PreparedStatement;
 import java.sql.ResultSet;
 import java.sql.SQLException;
+import java.sql.Statement;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Collection;
@@ -151,13 +152,22 @@ class FailoverIT {
             + databases(primaryNode, addr(pg.replica(0)), addr(pg.replica(1)));
     try (RunningProxy proxy = RunningProxy.start(yaml);
         Load readers = Load.readers(proxy, 8);
-        Load writers = Load.writers(proxy, 4)) {
+        Load writers = Load.writers(proxy, 4);
+        Connection own = proxy.connect("app", "postgres", null, "socketTimeout", "60")) {
       awaitReadsOn(readers, pg.replica(0).port(), pg.replica(1).port());
       await()
           .atMost(Duration.ofSeconds(30))
           .until(() -> writers.everyThreadSucceededAfter(System.nanoTime() - 1_000_000_000L));
       double logins = metrics(proxy).sum("cryoproxy_client_logins_total");
-      assertThat(logins).isEqualTo(12.0);
+      assertThat(logins).isEqualTo(13.0);
+      String readOwn =
+          "SELECT count(*), current_setting('port') FROM failover_w WHERE writer = -1 AND seq = ?";
+      await() // the proxy has looked up count and current_setting: the read may leave the primary
+          .atMost(Duration.ofSeconds(10))
+          .until(() -> !queryOwn(own, readOwn, 0)[1].equals(primary.port() + ""));
+      try (Statement st = own.createStatement()) {
+        st.executeUpdate("INSERT INTO failover_w (writer, seq) VALUES (-1, 42)");
+      }
 
       long stopAt = System.nanoTime();
       long upAt;
@@ -166,6 +176,15 @@ class FailoverIT {
         System.out.printf(
             "[FailoverIT] primary stopped (stop() took %d ms)%n",
             millis(stopAt, System.nanoTime()));
+        // Read-your-writes with the writer gone: the client's row, from a replica, once the
+        // probes see a replica past the client's commit.
+        long readStart = System.nanoTime();
+        String[] mine = queryOwn(own, readOwn, 42);
+        System.out.printf(
+            "[FailoverIT] own write read back from replica %s %d ms after the stop%n",
+            mine[1], millis(readStart, System.nanoTime()));
+        assertThat(mine[0]).isEqualTo("1");
+        assertThat(mine[1]).isIn(pg.replica(0).port() + "", pg.replica(1).port() + "");
         await()
             .atMost(Duration.ofSeconds(10))
             .pollInterval(Duration.ofMillis(50))
@@ -494,6 +513,17 @@ class FailoverIT {
             + " CREATE TABLE IF NOT EXISTS failover_w (writer int, seq bigint, at timestamptz"
             + " DEFAULT now())");
     pg.awaitReplication();
+  }
+
+  /** Runs {@code sql} with {@code seq} bound; returns the row's two columns as text. */
+  private static String[] queryOwn(Connection c, String sql, long seq) throws SQLException {
+    try (PreparedStatement ps = c.prepareStatement(sql)) {
+      ps.setLong(1, seq);
+      try (ResultSet rs = ps.executeQuery()) {
+        rs.next();
+        return new String[] {rs.getString(1), rs.getString(2)};
+      }
+    }
   }
 
   private static String addr(PgNode node) {
