@@ -71,6 +71,9 @@ final class ClientSession extends ChannelInboundHandlerAdapter
   /** How much of an unfinished extended-protocol batch is held to judge it as a whole. */
   private static final int UNIT_JUDGE_BYTES = 64 * 1024;
 
+  private static final long WAIT_BUFFER_BYTES = 256 * 1024;
+  private static final int WAIT_BUFFER_FRAMES = 1024;
+
   /** How often a read waiting for a replica to catch up while the writer is down looks again. */
   private static final long RYW_RECHECK_MILLIS = 50;
 
@@ -127,6 +130,8 @@ final class ClientSession extends ChannelInboundHandlerAdapter
   private Instant writeLsnLostAt; // when writeLsn became unknown (Long.MAX_VALUE)
   private long rywWaitSince; // waiting for a replica to be seen past writeLsn (writer down)
   private long readMustSee; // the WAL position the current read's replica must have replayed
+  private long waitingBytes; // received while waiting for a server connection
+  private int waitingFrames;
   private final ClientView view; // what SHOW CLIENTS and the pool's statistics see
 
   ClientSession(
@@ -210,6 +215,9 @@ final class ClientSession extends ChannelInboundHandlerAdapter
     }
     if (server == null || preparing || window.isSealed() || !backlog.isEmpty()) {
       backlog.add(frame); // a server is borrowed at the end of the read, for the whole unit
+      if (acquiring) {
+        heldWhileWaiting(frame.readableBytes());
+      }
       return;
     }
     sendOrRefuse(frame);
@@ -509,8 +517,22 @@ final class ClientSession extends ChannelInboundHandlerAdapter
       acquired(borrowed); // an idle connection: no need to stop reading (two syscalls saved)
       return;
     }
-    ctx.channel().config().setAutoRead(false); // the client waits; so does what it sends next
+    waitingBytes = 0; // reading goes on while the client waits, up to a bound
+    waitingFrames = 0;
     borrowed.addListener(this::acquired);
+  }
+
+  /**
+   * A client that sends on while it waits for a server connection is not read from past {@link
+   * #WAIT_BUFFER_BYTES} or {@link #WAIT_BUFFER_FRAMES}; below that, reading on costs nothing, while
+   * pausing and resuming the socket for every wait costs two system calls.
+   */
+  private void heldWhileWaiting(int bytes) {
+    waitingBytes += bytes;
+    if ((waitingBytes > WAIT_BUFFER_BYTES || ++waitingFrames > WAIT_BUFFER_FRAMES)
+        && ctx.channel().config().isAutoRead()) {
+      ctx.channel().config().setAutoRead(false); // back on once a server is the client's
+    }
   }
 
   /**
