@@ -828,6 +828,9 @@ final class ClientSession extends ChannelInboundHandlerAdapter
     if (done.toClient
         && (done.kind == Kind.QUERY || done.kind == Kind.SYNC || done.kind == Kind.FUNCTION)) {
       long now = System.nanoTime();
+      if (guard != null) {
+        guard.served(now); // evidence the node works, whatever its probes say
+      }
       if (queryStart != 0) {
         pool.query(now - queryStart);
         frontend.metrics().query(client.database().name(), route, now - queryStart);

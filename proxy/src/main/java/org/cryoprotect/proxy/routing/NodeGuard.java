@@ -45,6 +45,7 @@ public final class NodeGuard {
   private final Retry retry;
   private final Duration openFor;
   private final AtomicInteger outstanding = new AtomicInteger();
+  private volatile long lastServedNanos = System.nanoTime() - TimeUnit.DAYS.toNanos(1);
   private volatile Instant openedAt = Instant.EPOCH;
   private volatile String openReason = "";
   private final AtomicInteger probeFailures = new AtomicInteger(); // consecutive
@@ -267,11 +268,18 @@ public final class NodeGuard {
   }
 
   /**
-   * A health probe could not reach the node. One failure may be a probe that was merely slow on a
-   * busy server; the second in a row opens the breaker. Returns true when the node is now deemed
-   * unreachable (and its connections should be closed).
+   * A health probe that began at {@code probeBeganNanos} could not reach the node. It does not
+   * count if a client transaction ended well on the node since then; one failure may be a probe
+   * that was merely slow on a busy server; the second in a row opens the breaker. Returns true when
+   * the node is now deemed unreachable (and its connections should be closed).
    */
-  boolean probeFailed(String why) {
+  boolean probeFailed(String why, long probeBeganNanos) {
+    if (lastServedNanos - probeBeganNanos > 0) {
+      // The node answered proxied transactions while the probe ran: the probe was slow (a
+      // saturated machine), the node is not down. Opening the breaker would fail all of them.
+      log.debug("health probe of {} failed ({}) while the node served clients: ignored", node, why);
+      return false;
+    }
     if (probeFailures.incrementAndGet() < PROBE_FAILURES_TO_OPEN) {
       return false;
     }
@@ -303,6 +311,11 @@ public final class NodeGuard {
 
   public void finished() {
     outstanding.decrementAndGet();
+  }
+
+  /** A client's query or transaction on this node got its ReadyForQuery at {@code nanoTime}. */
+  public void served(long nanoTime) {
+    lastServedNanos = nanoTime;
   }
 
   private static String label(CircuitBreaker.State state) {

@@ -1,6 +1,7 @@
 package org.cryoprotect.proxy.routing;
 
 import io.netty.util.concurrent.DefaultThreadFactory;
+import java.time.Duration;
 import java.time.Instant;
 import java.util.List;
 import java.util.Map;
@@ -78,9 +79,16 @@ public final class Router implements AutoCloseable {
     g.role(h.role().label());
     if (h.up()) {
       g.probeSucceeded();
-    } else if (g.probeFailed(h.error())) {
+    } else if (g.probeFailed(h.error(), probeBegan(h))) {
       whenUnreachable.accept(h.node());
     }
+  }
+
+  /** When a failed probe began, at the latest: its end minus the probe timeout, as nanoTime. */
+  private long probeBegan(NodeHealth h) {
+    long sinceEnd =
+        h.checkedAt() == null ? 0 : Duration.between(h.checkedAt(), Instant.now()).toNanos();
+    return System.nanoTime() - sinceEnd - config.health().timeout().toNanos();
   }
 
   /** Whether reads of {@code db} may go to replicas at all. */

@@ -160,11 +160,28 @@ class NodeGuardTest {
   }
 
   @Test
+  void aProbeThatFailsWhileClientsAreServedDoesNotCount() {
+    NodeGuard guard = guard(1, Duration.ofMillis(10), Duration.ofMillis(10));
+    for (int i = 0; i < 5; i++) {
+      long began = System.nanoTime();
+      guard.served(System.nanoTime()); // a client transaction ended well meanwhile
+      assertThat(guard.probeFailed("timed out on a saturated machine", began)).isFalse();
+    }
+    assertThat(guard.state()).isEqualTo(NodeStats.CLOSED);
+    // Nothing served since: the probes count again.
+    long quiet = System.nanoTime();
+    assertThat(guard.probeFailed("timed out", quiet)).isFalse();
+    assertThat(guard.probeFailed("timed out", quiet)).isTrue();
+    assertThat(guard.state()).isEqualTo(NodeStats.OPEN);
+  }
+
+  @Test
   void probesOpenAndHalfOpenTheBreaker() {
     NodeGuard guard = guard(1, Duration.ofMillis(10), Duration.ofMillis(10));
-    assertThat(guard.probeFailed("slow")).isFalse(); // one failure may be a slow probe
+    assertThat(guard.probeFailed("slow", System.nanoTime()))
+        .isFalse(); // one failure may be a slow probe
     assertThat(guard.state()).isEqualTo(NodeStats.CLOSED);
-    assertThat(guard.probeFailed("connection refused")).isTrue();
+    assertThat(guard.probeFailed("connection refused", System.nanoTime())).isTrue();
     assertThat(guard.state()).isEqualTo(NodeStats.OPEN);
     assertThat(guard.unavailable("primary").getMessage())
         .contains(
@@ -173,7 +190,7 @@ class NodeGuardTest {
     assertThat(guard.unavailable().getMessage())
         .startsWith("replica 10.0.0.1:5432 is unavailable")
         .containsPattern("tried again in [1-9][0-9]* ms|tried again in 0 ms");
-    guard.probeFailed("again"); // already open: no second transition
+    guard.probeFailed("again", System.nanoTime()); // already open: no second transition
     assertThat(opened).hasValue(1);
 
     guard.probeSucceeded();
