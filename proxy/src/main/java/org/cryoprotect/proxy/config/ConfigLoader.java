@@ -283,7 +283,7 @@ public final class ConfigLoader {
     Health health =
         new Health(
             node.duration("interval", Duration.ofSeconds(2)),
-            node.duration("timeout", Duration.ofSeconds(1)),
+            node.duration("timeout", Duration.ofSeconds(3)),
             node.string("user", null),
             node.string("password", null));
     if (health.interval().compareTo(Duration.ofMillis(100)) < 0

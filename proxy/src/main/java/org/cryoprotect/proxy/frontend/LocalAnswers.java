@@ -29,10 +29,11 @@ final class LocalAnswers {
       byte txStatus) {
     switch (Frames.type(frame)) {
       case 'P' -> {
-        Parse parse = Parse.decode(Frames.body(frame));
-        if (parse.name().isEmpty()) {
-          return false;
+        if (frame.readableBytes() <= Frames.HEADER
+            || frame.getByte(frame.readerIndex() + Frames.HEADER) == 0) {
+          return false; // the unnamed statement (or no body): not decoded twice per message
         }
+        Parse parse = Parse.decode(Frames.body(frame));
         PreparedRegistry.Entry entry = registry.register(parse.query(), parse.paramTypes());
         if (!entry.verified()) {
           return false;

@@ -115,7 +115,7 @@ class ConfigLoaderTest {
   void healthSectionHasDefaultsAndParses() throws Exception {
     ProxyConfig.Health defaults = ConfigLoader.load(write(MINIMAL), Map.of()).health();
     assertThat(defaults.interval()).isEqualTo(Duration.ofSeconds(2));
-    assertThat(defaults.timeout()).isEqualTo(Duration.ofSeconds(1));
+    assertThat(defaults.timeout()).isEqualTo(Duration.ofSeconds(3));
     assertThat(defaults.user()).isNull();
     assertThat(defaults.password()).isNull();
 
