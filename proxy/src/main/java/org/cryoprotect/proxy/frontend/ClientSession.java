@@ -8,7 +8,6 @@ import io.netty.channel.ChannelInboundHandlerAdapter;
 import io.netty.channel.EventLoop;
 import io.netty.util.concurrent.Future;
 import io.netty.util.concurrent.ScheduledFuture;
-import java.time.Instant;
 import java.util.ArrayDeque;
 import java.util.EnumSet;
 import java.util.LinkedHashMap;
@@ -19,9 +18,7 @@ import org.cryoprotect.proxy.backend.ServerCredentials;
 import org.cryoprotect.proxy.backend.ServerException;
 import org.cryoprotect.proxy.config.ProxyConfig.Database;
 import org.cryoprotect.proxy.config.ProxyConfig.Endpoint;
-import org.cryoprotect.proxy.config.ProxyConfig.ReadYourWrites;
 import org.cryoprotect.proxy.frontend.Pending.Kind;
-import org.cryoprotect.proxy.health.NodeHealth;
 import org.cryoprotect.proxy.metrics.ProxyMetrics;
 import org.cryoprotect.proxy.pool.PooledServer;
 import org.cryoprotect.proxy.pool.ServerPool;
@@ -67,9 +64,6 @@ final class ClientSession extends ChannelInboundHandlerAdapter
 
   private static final int MAX_PREPARE_ATTEMPTS = 3;
   private static final int MAX_REPLAYS = 2;
-
-  /** How much of an unfinished extended-protocol batch is held to judge it as a whole. */
-  private static final int UNIT_JUDGE_BYTES = 64 * 1024;
 
   private static final long WAIT_BUFFER_BYTES = 256 * 1024;
   private static final int WAIT_BUFFER_FRAMES = 1024;
@@ -126,10 +120,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter
   private Endpoint avoid; // the node that just failed the unit
   private boolean errorSent; // an ErrorResponse reached the client since the last ReadyForQuery
   private boolean lsnNeeded; // a write transaction ended: learn the WAL position after it
-  private long writeLsn; // the client's last commit must be visible on a replica it reads from
-  private Instant writeLsnLostAt; // when writeLsn became unknown (Long.MAX_VALUE)
-  private long rywWaitSince; // waiting for a replica to be seen past writeLsn (writer down)
-  private long readMustSee; // the WAL position the current read's replica must have replayed
+  private final OwnWrites ownWrites; // what the client's reads must see of its own writes
   private long waitingBytes; // received while waiting for a server connection
   private int waitingFrames;
   private final ClientView view; // what SHOW CLIENTS and the pool's statistics see
@@ -148,6 +139,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter
     this.router = frontend.pools().router();
     this.transactionMode = transactionMode;
     this.routing = transactionMode && Router.routes(database);
+    this.ownWrites = new OwnWrites(router, database);
     this.serverStartup = serverStartup;
     this.credentials = credentials;
     this.startupSettings = SessionSettings.of(client.startup());
@@ -263,29 +255,13 @@ final class ClientSession extends ChannelInboundHandlerAdapter
       server.channel().flush();
     } else {
       ctx.flush(); // answers given without a server
-      if (!acquiring && !closing && !backlog.isEmpty() && (!routing || unitReadable())) {
+      if (!acquiring
+          && !closing
+          && !backlog.isEmpty()
+          && (!routing || UnitIntent.readable(backlog))) {
         acquire();
       }
     }
-  }
-
-  /**
-   * Whether enough of the unit is here to judge where it may run: a message that makes the server
-   * answer (Sync, Query, Flush, a function call) or anything unusual. A batch split across reads
-   * waits for its rest, which the server would not answer before either; past {@link
-   * #UNIT_JUDGE_BYTES} it goes to the writer as it is.
-   */
-  private boolean unitReadable() {
-    int bytes = 0;
-    for (ByteBuf frame : backlog) {
-      switch (Frames.type(frame)) {
-        case 'P', 'B', 'D', 'E', 'C' -> bytes += frame.readableBytes();
-        default -> {
-          return true;
-        }
-      }
-    }
-    return bytes > UNIT_JUDGE_BYTES;
   }
 
   @Override
@@ -365,7 +341,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter
     }
     if (intent == UnitIntent.WRITE && (type == 'Q' || type == 'S' || type == 'F')) {
       // Whatever reaches the server under a write, on this connection however it was borrowed.
-      lsnNeeded = routing && database.routing().readYourWrites() == ReadYourWrites.SESSION;
+      lsnNeeded = routing && ownWrites.enabled();
     }
     if (xactStart == 0) {
       xactStart = now;
@@ -477,28 +453,20 @@ final class ClientSession extends ChannelInboundHandlerAdapter
     Endpoint writer = router.writer(database);
     Endpoint node = writer;
     intent = UnitIntent.WRITE;
-    readMustSee = 0;
+    ownWrites.notARead();
     if (routing && !loginPending && pins.isEmpty() && txStatus == ReadyForQuery.IDLE) {
       intent =
           UnitIntent.of(backlog, statements.byName(), transactionMode, router.volatility(database));
       if (intent != UnitIntent.WRITE && !writerOnly) {
-        long mustSee = 0;
-        if (database.routing().readYourWrites() == ReadYourWrites.SESSION) {
-          if (writeLsn == Long.MAX_VALUE) {
-            writeLsn = router.writerLsnAfter(database, writeLsnLostAt);
-          }
-          mustSee = writeLsn;
-        }
-        readMustSee = mustSee;
-        Endpoint replica = router.reader(database, mustSee, avoid);
+        Endpoint replica = ownWrites.replica(avoid);
         if (replica != null) {
           node = replica;
-        } else if (awaitsReplicaProgress(!router.guard(writer).admits(), mustSee)) {
+        } else if (awaitsReplicaProgress(!router.guard(writer).admits())) {
           return;
         }
       }
     }
-    rywWaitSince = 0;
+    ownWrites.routed();
     NodeGuard chosen = router.guard(node);
     if (!chosen.admits()) {
       acquireFailed(chosen.unavailable(node.equals(writer) ? "primary" : "replica"));
@@ -536,20 +504,13 @@ final class ClientSession extends ChannelInboundHandlerAdapter
   }
 
   /**
-   * Read-your-writes while the writer is down: the replicas are only not yet known to have the
-   * client's last commit (the probes run every {@code health.interval}), and they usually have it
-   * within milliseconds. Rather than fail the read on the writer, look again shortly, until the
-   * client's wait timeout; true when a new look is scheduled.
+   * Read-your-writes while the writer is down ({@link OwnWrites#waitForReplica}): look for a
+   * replica again shortly instead of failing the read on the writer; true when a new look is
+   * scheduled.
    */
-  private boolean awaitsReplicaProgress(boolean writerDown, long mustSee) {
-    if (mustSee == 0 || !writerDown || router.reader(database, 0, avoid) == null) {
+  private boolean awaitsReplicaProgress(boolean writerDown) {
+    if (!ownWrites.waitForReplica(writerDown, avoid, frontend.config().pool().waitTimeout())) {
       return false;
-    }
-    long now = System.nanoTime();
-    if (rywWaitSince == 0) {
-      rywWaitSince = now;
-    } else if (now - rywWaitSince > frontend.config().pool().waitTimeout().toNanos()) {
-      return false; // the writer's error it is
     }
     acquiring = true;
     view.state("waiting", 0);
@@ -584,7 +545,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter
         acquire();
         return;
       }
-      if (intent != UnitIntent.WRITE && !closing && awaitsReplicaProgress(true, readMustSee)) {
+      if (intent != UnitIntent.WRITE && !closing && awaitsReplicaProgress(true)) {
         window.commit(ctx, false); // nothing was sent: the next try opens it again
         return; // a read that had to see the client's last write; the writer just went down
       }
@@ -754,8 +715,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter
         snapshotRow = DataRow.texts(Frames.body(frame));
         snapshot.put(snapshotRow.get(0), snapshotRow.get(1));
       } else if (head.kind == Kind.LSN && type == 'D') {
-        writeLsn =
-            NodeHealth.recordEnd(NodeHealth.parseLsn(DataRow.texts(Frames.body(frame)).get(0)));
+        ownWrites.wrote(DataRow.texts(Frames.body(frame)).get(0));
       } else if (type == 'G') {
         copyIn = true;
         if (closing) {
@@ -885,7 +845,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter
   private void serverError(ByteBuf frame, Pending head) {
     if (head.kind == Kind.LSN) {
       frame.release();
-      writeLsnLost();
+      ownWrites.writeLost();
       return;
     }
     if (head.kind == Kind.INJECTED || head.kind == Kind.APPLY || head.kind == Kind.SNAPSHOT) {
@@ -1016,7 +976,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter
     }
     if (transactionMode && pins.isEmpty()) {
       releaseServer();
-      if (!backlog.isEmpty() && (!routing || unitReadable())) {
+      if (!backlog.isEmpty() && (!routing || UnitIntent.readable(backlog))) {
         acquire(); // the next unit, routed afresh (or when the rest of it arrives)
       }
     } else if (!backlog.isEmpty()) {
@@ -1150,7 +1110,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter
     window.commit(ctx, false); // a partial reply of a unit that failed is not delivered
     if (lsnNeeded || pending.stream().anyMatch(p -> p.kind == Kind.LSN)) {
       lsnNeeded = false;
-      writeLsnLost(); // a write may have committed: its position is not known
+      ownWrites.writeLost(); // a write may have committed: its position is not known
     }
     boolean owed = !errorSent; // one error per failed unit, unless the server sent one for it
     boolean synced = true;
@@ -1188,16 +1148,6 @@ final class ClientSession extends ChannelInboundHandlerAdapter
     if (!backlog.isEmpty() && !skipUntilSync) {
       acquire();
     }
-  }
-
-  /**
-   * The WAL position after the client's last write could not be learned: its reads stay on the
-   * writer until a health probe that began after now reports the writer's position, which covers
-   * that write.
-   */
-  private void writeLsnLost() {
-    writeLsn = Long.MAX_VALUE;
-    writeLsnLostAt = Instant.now();
   }
 
   private ByteBuf lostError(Endpoint node) {

@@ -67,6 +67,28 @@ enum UnitIntent {
     return WRITE; // no Sync yet: the unit is not complete
   }
 
+  /** How much of an unfinished extended-protocol batch is held to judge it as a whole. */
+  static final int JUDGE_BYTES = 64 * 1024;
+
+  /**
+   * Whether enough of the unit is here to judge where it may run: a message that makes the server
+   * answer (Sync, Query, Flush, a function call) or anything unusual. A batch split across reads
+   * waits for its rest, which the server would not answer before either; past {@link #JUDGE_BYTES}
+   * it goes to the writer as it is.
+   */
+  static boolean readable(Iterable<ByteBuf> unit) {
+    int bytes = 0;
+    for (ByteBuf frame : unit) {
+      switch (Frames.type(frame)) {
+        case 'P', 'B', 'D', 'E', 'C' -> bytes += frame.readableBytes();
+        default -> {
+          return true;
+        }
+      }
+    }
+    return bytes > JUDGE_BYTES;
+  }
+
   private static UnitIntent combine(
       UnitIntent before, Classification c, FunctionVolatility volatility) {
     if (c.hint() == Hint.PRIMARY) {
