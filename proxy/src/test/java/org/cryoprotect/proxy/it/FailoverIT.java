@@ -120,13 +120,11 @@ class FailoverIT {
         r0.start();
         restartedAt = System.nanoTime();
       }
-      await()
-          .atMost(Duration.ofSeconds(30))
-          .pollInterval(Duration.ofMillis(100))
-          .until(() -> readers.portsBetween(restartedAt, System.nanoTime()).containsKey(r0.port()));
-      System.out.printf(
-          "[FailoverIT] replica-0 serves reads again %d ms after its restart%n",
-          millis(restartedAt, readers.firstOn(r0.port(), restartedAt)));
+      awaitReadsBack(
+          readers,
+          r0,
+          restartedAt,
+          "[FailoverIT] replica-0 serves reads again %d ms after its restart%n");
       readers.stop();
       assertThat(readers.failures()).as("failed reads").isEmpty();
       System.out.printf(
@@ -312,15 +310,12 @@ class FailoverIT {
           assertThat(readers.failures()).as("failed reads").isEmpty();
 
           // The node comes back: probes succeed, the breaker closes, reads return to it.
-          await()
-              .atMost(Duration.ofSeconds(30))
-              .pollInterval(Duration.ofMillis(100))
-              .until(
-                  () -> readers.portsBetween(liftedAt, System.nanoTime()).containsKey(r0.port()));
-          System.out.printf(
+          awaitReadsBack(
+              readers,
+              r0,
+              liftedAt,
               "[FailoverIT] blackholed replica serves reads again %d ms after the blackhole"
-                  + " lifted%n",
-              millis(liftedAt, readers.firstOn(r0.port(), liftedAt)));
+                  + " lifted%n");
           Thread.sleep(3_000);
           Exposition m = metrics(proxy);
           assertThat(m.value("cryoproxy_breaker_state", "node", relayNode)).isZero();
@@ -387,13 +382,11 @@ class FailoverIT {
       assertThat(readers.failures()).as("failed reads").isEmpty();
       assertThat(Duration.ofNanos(readers.longest())).isLessThan(Duration.ofSeconds(5));
 
-      await()
-          .atMost(Duration.ofSeconds(30))
-          .pollInterval(Duration.ofMillis(100))
-          .until(() -> readers.portsBetween(resumedAt, System.nanoTime()).containsKey(r0.port()));
-      System.out.printf(
-          "[FailoverIT] paused replica serves reads again %d ms after SIGCONT%n",
-          millis(resumedAt, readers.firstOn(r0.port(), resumedAt)));
+      awaitReadsBack(
+          readers,
+          r0,
+          resumedAt,
+          "[FailoverIT] paused replica serves reads again %d ms after SIGCONT%n");
       Thread.sleep(2_000);
       Exposition m = metrics(proxy);
       assertThat(m.value("cryoproxy_breaker_state", "node", addr(r0))).isZero();
@@ -586,6 +579,15 @@ class FailoverIT {
         + m.sum("cryoproxy_sv_idle", "node", node)
         + m.sum("cryoproxy_sv_used", "node", node)
         + m.sum("cryoproxy_sv_login", "node", node);
+  }
+
+  /** Waits until {@code node} serves reads started after {@code since}; prints how soon. */
+  private static void awaitReadsBack(Load readers, PgNode node, long since, String format) {
+    await()
+        .atMost(Duration.ofSeconds(30))
+        .pollInterval(Duration.ofMillis(100))
+        .until(() -> readers.portsBetween(since, System.nanoTime()).containsKey(node.port()));
+    System.out.printf(format, millis(since, readers.firstOn(node.port(), since)));
   }
 
   private static void awaitNoClients(RunningProxy proxy) {
