@@ -335,22 +335,22 @@ final class ClientSession extends ChannelInboundHandlerAdapter
     }
     pool.received(frame.readableBytes());
     frontend.metrics().bytes("in", frame.readableBytes());
-    long now = System.nanoTime();
-    if (queryStart == 0) {
-      queryStart = now;
+    if (queryStart == 0 || xactStart == 0) { // one clock read per query, not per message
+      long now = System.nanoTime();
+      queryStart = queryStart == 0 ? now : queryStart;
+      xactStart = xactStart == 0 ? now : xactStart;
     }
     if (intent == UnitIntent.WRITE && (type == 'Q' || type == 'S' || type == 'F')) {
       // Whatever reaches the server under a write, on this connection however it was borrowed.
       lsnNeeded = routing && ownWrites.enabled();
     }
-    if (xactStart == 0) {
-      xactStart = now;
-    }
     switch (type) {
       case 'Q' -> {
-        String sql = Query.textOrNull(frame); // malformed: the server answers for itself
-        if (sql != null) {
-          noteEffects(SqlScan.scan(sql));
+        if (!SqlScan.isPlainQuery(frame)) {
+          String sql = Query.textOrNull(frame); // malformed: the server answers for itself
+          if (sql != null) {
+            noteEffects(SqlScan.scan(sql));
+          }
         }
         pending.add(new Pending(Kind.QUERY, true, null));
         write(frame);
@@ -555,7 +555,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter
     PooledServer s = (PooledServer) f.getNow();
     frontend
         .metrics()
-        .checkout(client.database().name(), s.node().toString(), System.nanoTime() - acquireStart);
+        .checkout(client.database().name(), s.nodeLabel(), System.nanoTime() - acquireStart);
     if (closing) {
       s.pool().release(s);
       return;

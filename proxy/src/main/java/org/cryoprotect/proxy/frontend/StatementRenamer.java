@@ -58,6 +58,13 @@ final class StatementRenamer {
   }
 
   void parse(ByteBuf frame, Link link) {
+    int queryEnd = Parse.unnamedQueryEnd(frame);
+    if (queryEnd >= 0
+        && SqlScan.isPlain(frame, frame.readerIndex() + Frames.HEADER + 1, queryEnd)) {
+      link.expect(new Pending(Kind.PARSE, true, null)); // the usual unnamed Parse: not decoded
+      link.write(frame);
+      return;
+    }
     Parse parse = Parse.decode(Frames.body(frame));
     if (!rename || parse.name().isEmpty()) {
       link.noteEffects(SqlScan.scan(parse.query()));

@@ -1,6 +1,7 @@
 package org.cryoprotect.proxy.metrics;
 
 import io.prometheus.metrics.core.datapoints.CounterDataPoint;
+import io.prometheus.metrics.core.datapoints.DistributionDataPoint;
 import io.prometheus.metrics.core.metrics.Counter;
 import io.prometheus.metrics.core.metrics.GaugeWithCallback;
 import io.prometheus.metrics.core.metrics.Histogram;
@@ -10,6 +11,8 @@ import io.prometheus.metrics.model.registry.PrometheusRegistry;
 import io.prometheus.metrics.model.snapshots.Unit;
 import java.util.Collection;
 import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.function.LongSupplier;
 import java.util.function.Supplier;
 
@@ -66,9 +69,9 @@ public final class PrometheusMetrics implements ProxyMetrics {
   private final Counter retries;
   private final Counter replays;
   private final Counter probes;
-  private final Histogram acquire;
-  private final Histogram queries;
-  private final Histogram transactions;
+  private final PointsByLabels acquire;
+  private final PointsByLabels queries;
+  private final PointsByLabels transactions;
 
   /** {@code version} becomes {@code cryoproxy_build_info{version}}. */
   public PrometheusMetrics(String version) {
@@ -121,26 +124,29 @@ public final class PrometheusMetrics implements ProxyMetrics {
             "node",
             "result");
     acquire =
-        histogram(
-            "cryoproxy_acquire_seconds",
-            "Time a client waited for a server connection",
-            ACQUIRE_BUCKETS,
-            "database",
-            "node");
+        new PointsByLabels(
+            histogram(
+                "cryoproxy_acquire_seconds",
+                "Time a client waited for a server connection",
+                ACQUIRE_BUCKETS,
+                "database",
+                "node"));
     queries =
-        histogram(
-            "cryoproxy_query_seconds",
-            "Query duration, first message to ReadyForQuery",
-            DURATION_BUCKETS,
-            "database",
-            "route");
+        new PointsByLabels(
+            histogram(
+                "cryoproxy_query_seconds",
+                "Query duration, first message to ReadyForQuery",
+                DURATION_BUCKETS,
+                "database",
+                "route"));
     transactions =
-        histogram(
-            "cryoproxy_transaction_seconds",
-            "Transaction duration, BEGIN (or first statement) to ReadyForQuery idle",
-            DURATION_BUCKETS,
-            "database",
-            "route");
+        new PointsByLabels(
+            histogram(
+                "cryoproxy_transaction_seconds",
+                "Transaction duration, BEGIN (or first statement) to ReadyForQuery idle",
+                DURATION_BUCKETS,
+                "database",
+                "route"));
     GaugeWithCallback.builder()
         .name("cryoproxy_prepared_statements")
         .help("Statements in the prepared-statement registry")
@@ -211,17 +217,17 @@ public final class PrometheusMetrics implements ProxyMetrics {
 
   @Override
   public void checkout(String database, String node, long nanosWaited) {
-    acquire.labelValues(label(database), label(node)).observe(Unit.nanosToSeconds(nanosWaited));
+    acquire.get(database, node).observe(Unit.nanosToSeconds(nanosWaited));
   }
 
   @Override
   public void transaction(String database, String route, long nanos) {
-    transactions.labelValues(label(database), label(route)).observe(Unit.nanosToSeconds(nanos));
+    transactions.get(database, route).observe(Unit.nanosToSeconds(nanos));
   }
 
   @Override
   public void query(String database, String route, long nanos) {
-    queries.labelValues(label(database), label(route)).observe(Unit.nanosToSeconds(nanos));
+    queries.get(database, route).observe(Unit.nanosToSeconds(nanos));
   }
 
   @Override
@@ -291,5 +297,34 @@ public final class PrometheusMetrics implements ProxyMetrics {
   /** The client rejects null label values; a missing name must not break the data path. */
   static String label(String value) {
     return value == null ? "" : value;
+  }
+
+  /**
+   * The data points of a histogram with two labels, found by plain map look-ups: the
+   * per-transaction events would otherwise build and hash a label list three times per transaction.
+   * The label sets are small (databases × routes or nodes) and series are never removed, so nothing
+   * goes stale.
+   */
+  private static final class PointsByLabels {
+    private final Histogram histogram;
+    private final Map<String, Map<String, DistributionDataPoint>> points =
+        new ConcurrentHashMap<>();
+
+    PointsByLabels(Histogram histogram) {
+      this.histogram = histogram;
+    }
+
+    DistributionDataPoint get(String first, String second) {
+      String a = label(first);
+      String b = label(second);
+      Map<String, DistributionDataPoint> inner = points.get(a);
+      DistributionDataPoint point = inner == null ? null : inner.get(b);
+      if (point != null) {
+        return point;
+      }
+      return points
+          .computeIfAbsent(a, k -> new ConcurrentHashMap<>())
+          .computeIfAbsent(b, k -> histogram.labelValues(a, b));
+    }
   }
 }

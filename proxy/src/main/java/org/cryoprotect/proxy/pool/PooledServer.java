@@ -29,6 +29,7 @@ public final class PooledServer {
 
   private final ServerConnection connection;
   private final ServerPool pool;
+  private final String nodeLabel;
   private final long createdNanos = System.nanoTime();
   private volatile ServerUser user;
   // Guarded by the pool's lock.
@@ -45,6 +46,7 @@ public final class PooledServer {
     this.connection = connection;
     this.pool = pool;
     this.reported = new HashMap<>(connection.parameters());
+    this.nodeLabel = connection.node().toString();
     connection.channel().pipeline().addLast("pooled", new Relay());
   }
 
@@ -62,6 +64,11 @@ public final class PooledServer {
 
   public Endpoint node() {
     return connection.node();
+  }
+
+  /** {@code host:port}, as metrics name the node; made once, not at every checkout. */
+  public String nodeLabel() {
+    return nodeLabel;
   }
 
   public ServerPool pool() {

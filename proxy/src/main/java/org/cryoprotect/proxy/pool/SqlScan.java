@@ -1,8 +1,10 @@
 package org.cryoprotect.proxy.pool;
 
+import io.netty.buffer.ByteBuf;
 import java.util.EnumSet;
 import java.util.Locale;
 import java.util.Set;
+import org.cryoprotect.proxy.protocol.Frames;
 
 /**
  * A lexical look at client SQL for what matters to pooling: statements that may change session
@@ -95,6 +97,92 @@ public final class SqlScan {
       return false;
     }
     return !containsIgnoreCase(sql, "set_config") && !containsIgnoreCase(sql, "advisory_");
+  }
+
+  /**
+   * A Simple Query frame whose text is one NUL-terminated string {@link #isPlain(ByteBuf, int,
+   * int)} passes. Nothing is decoded.
+   */
+  public static boolean isPlainQuery(ByteBuf frame) {
+    int from = frame.readerIndex() + Frames.HEADER;
+    int last = frame.writerIndex() - 1;
+    return last >= from
+        && frame.getByte(last) == 0
+        && frame.indexOf(from, last, (byte) 0) < 0
+        && isPlain(frame, from, last);
+  }
+
+  /**
+   * {@link #scan} would say {@link Effects#isNone none} for the UTF-8 query text in {@code
+   * buf[from, to)}: the same rule as for a String, read from the bytes without decoding them. False
+   * means "decode and scan": any byte outside ASCII in the leading keyword or the tail after a ';'
+   * makes it false, never a wrong true.
+   */
+  public static boolean isPlain(ByteBuf buf, int from, int to) {
+    int i = from;
+    while (i < to && isAsciiSpace(buf.getByte(i))) {
+      i++;
+    }
+    int start = i;
+    while (i < to && isAsciiLetter(buf.getByte(i))) {
+      i++;
+    }
+    if (i == start || i - start > 9 || (i < to && buf.getByte(i) < 0)) {
+      return false; // a non-ASCII byte right after the word may continue it
+    }
+    if (!plainKeyword(buf, start, i)) {
+      return false;
+    }
+    int semicolon = buf.indexOf(i, to, (byte) ';');
+    if (semicolon >= 0) {
+      for (int j = semicolon + 1; j < to; j++) {
+        if (!isAsciiSpace(buf.getByte(j))) {
+          return false;
+        }
+      }
+    }
+    for (int j = i; j < to; j++) {
+      int c = buf.getByte(j) | 0x20; // ASCII letters to lower case; '_' (0x5f) stays apart
+      if ((c == 's' && matchesLower(buf, j, to, "set_config"))
+          || (c == 'a' && matchesLower(buf, j, to, "advisory_"))) {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  private static boolean plainKeyword(ByteBuf buf, int start, int end) {
+    for (String keyword : PLAIN) {
+      if (keyword.length() == end - start && matchesLower(buf, start, end, keyword)) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  /** {@code buf[at...]} equals lower-case ASCII {@code word}, ignoring the case of letters. */
+  private static boolean matchesLower(ByteBuf buf, int at, int to, String word) {
+    if (to - at < word.length()) {
+      return false;
+    }
+    for (int k = 0; k < word.length(); k++) {
+      byte b = buf.getByte(at + k);
+      int lower = isAsciiLetter(b) ? b | 0x20 : b;
+      if (lower != word.charAt(k)) {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  private static boolean isAsciiLetter(byte b) {
+    int lower = b | 0x20;
+    return lower >= 'a' && lower <= 'z';
+  }
+
+  /** What {@link Character#isWhitespace} accepts below 0x80. */
+  private static boolean isAsciiSpace(byte b) {
+    return b == ' ' || (b >= 0x09 && b <= 0x0d) || (b >= 0x1c && b <= 0x1f);
   }
 
   private static boolean plainKeyword(String sql, int start, int end) {

@@ -2,6 +2,9 @@ package org.cryoprotect.proxy.pool;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
+import io.netty.buffer.ByteBuf;
+import io.netty.buffer.Unpooled;
+import java.nio.charset.StandardCharsets;
 import org.cryoprotect.proxy.pool.SqlScan.Pin;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -73,5 +76,69 @@ class SqlScanTest {
     SqlScan.Effects discard = SqlScan.scan("DISCARD ALL");
     assertThat(discard.releases()).containsExactlyInAnyOrder(Pin.values());
     assertThat(discard.dropsPreparedStatements()).isTrue();
+  }
+
+  /**
+   * The byte-level fast path may say "not plain" where the String scan finds nothing (it then
+   * decodes), but never "plain" where the scan finds something.
+   */
+  @ParameterizedTest
+  @ValueSource(
+      strings = {
+        "SELECT 1",
+        "select abalance from pgbench_accounts where aid = 42;",
+        "  \tSELECT 1 ;  \n",
+        "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid = $1",
+        "SELECT 'é' AS x",
+        "SET search_path = other",
+        "SELECT set_config('search_path', '', false)",
+        "SELECT SET_CONFIG('a', 'b', false)",
+        "SELECT pg_advisory_lock(7)",
+        "select PG_ADVISORY_UNLOCK_ALL()",
+        "SELECT 1; SET TimeZone = 'UTC'",
+        "SELECT 1;;",
+        "LISTEN jobs",
+        "DISCARD ALL",
+        "DEALLOCATE ALL",
+        "CREATE TEMP TABLE x (a int)",
+        "selecté 1",
+        "ÉSELECT 1",
+        "",
+        "   ",
+        "SELECT 1; ",
+        "SELECT 1;\u00a0"
+      })
+  void bytePathNeverCallsPlainWhatTheScanDoesNot(String sql) {
+    byte[] utf8 = sql.getBytes(StandardCharsets.UTF_8);
+    ByteBuf buf = Unpooled.wrappedBuffer(new byte[] {1, 2}, utf8, new byte[] {3});
+    boolean plain = SqlScan.isPlain(buf, 2, 2 + utf8.length);
+    buf.release();
+    if (plain) {
+      assertThat(SqlScan.scan(sql).isNone()).as(sql).isTrue();
+    }
+    boolean asciiOrdinary = sql.chars().allMatch(c -> c < 0x80) && SqlScan.scan(sql).isNone();
+    if (asciiOrdinary && !sql.isBlank() && !sql.contains("$") && sql.indexOf(';') < 0) {
+      assertThat(plain).as(sql).isTrue();
+    }
+  }
+
+  @Test
+  void plainQueryFramesAreJudgedWithoutDecoding() {
+    assertThat(isPlainQuery("SELECT abalance FROM t WHERE aid = 1;\0", 0)).isTrue();
+    assertThat(isPlainQuery("SET work_mem = '8MB'\0", 0)).isFalse();
+    assertThat(isPlainQuery("SELECT 1\0", 1)).isFalse(); // unterminated
+    assertThat(isPlainQuery("SELECT 1\0SET x\0", 0)).isFalse(); // two strings
+  }
+
+  private static boolean isPlainQuery(String body, int cut) {
+    byte[] utf8 = body.getBytes(StandardCharsets.UTF_8);
+    ByteBuf frame = Unpooled.buffer();
+    frame.writeByte('Q').writeInt(4 + utf8.length).writeBytes(utf8);
+    frame.writerIndex(frame.writerIndex() - cut);
+    try {
+      return SqlScan.isPlainQuery(frame);
+    } finally {
+      frame.release();
+    }
   }
 }

@@ -27,6 +27,25 @@ public record Parse(String name, String query, int[] paramTypes) {
     return new Parse(name, query, types);
   }
 
+  /**
+   * For a well-formed Parse of the unnamed statement, the index in {@code frame} of the NUL that
+   * ends its query text (the text starts two bytes after the header); otherwise -1, and {@link
+   * #decode} says what is wrong. Lets the hot path look at the text without decoding it.
+   */
+  public static int unnamedQueryEnd(ByteBuf frame) {
+    int body = frame.readerIndex() + Frames.HEADER;
+    int end = frame.writerIndex();
+    if (body >= end || frame.getByte(body) != 0) {
+      return -1;
+    }
+    int nul = frame.indexOf(body + 1, end, (byte) 0);
+    if (nul < 0 || end - nul - 1 < 2) {
+      return -1;
+    }
+    int count = frame.getUnsignedShort(nul + 1);
+    return end - nul - 3 == count * 4 ? nul : -1;
+  }
+
   public ByteBuf encode(ByteBufAllocator alloc) {
     ByteBuf buf =
         alloc.buffer(Frames.HEADER + name.length() + query.length() + 4 + 4 * paramTypes.length);
