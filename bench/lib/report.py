@@ -74,6 +74,13 @@ def load_runs(folder, clk_tck):
     return runs
 
 
+def paired_ratios(runs_a, runs_b):
+    """tps(a) / tps(b) for each repetition both ran well."""
+    by_rep = {r["rep"]: r["tps"] for r in runs_b if r["rc"] == 0 and r.get("tps")}
+    return [r["tps"] / by_rep[r["rep"]] for r in runs_a
+            if r["rc"] == 0 and r.get("tps") is not None and r["rep"] in by_rep]
+
+
 def summarise(runs):
     """{scenario: {"label", "clients", "targets": {target: summary}}} in first-seen order."""
     scenarios = {}
@@ -105,6 +112,13 @@ def summarise(runs):
             "cryoproxy_over_direct_tps": ratio(get("cryoproxy", "tps"), get("direct", "tps")),
             "pgbouncer_over_direct_tps": ratio(get("pgbouncer", "tps"), get("direct", "tps")),
         }
+        # Targets run interleaved within a repetition, so each repetition gives a paired ratio;
+        # their spread shows how much of a difference is noise.
+        for key, a, b in (("cryoproxy_over_pgbouncer_tps", "cryoproxy", "pgbouncer"),
+                          ("cryoproxy_over_direct_tps", "cryoproxy", "direct")):
+            paired = paired_ratios(tg.get(a, {}).get("runs", []), tg.get(b, {}).get("runs", []))
+            if len(paired) > 1:
+                s["ratios"][key + "_range"] = [min(paired), max(paired)]
         direct_lat = get("direct", "latency_ms")
         # With many clients latency is mostly queueing (and direct runs 32 backends on the same
         # cores), so "added latency" is only meaningful for one client.
@@ -200,8 +214,10 @@ def f_num(v, digits=0):
     return "—" if v is None else f"{v:,.{digits}f}"
 
 
-def f_ratio(v):
-    return "—" if v is None else f"{v:.2f}×"
+def f_ratio(v, spread=None):
+    if v is None:
+        return "—"
+    return f"{v:.2f}×" + (f" ({spread[0]:.2f}–{spread[1]:.2f})" if spread else "")
 
 
 def f_us(seconds):
@@ -274,8 +290,9 @@ def markdown(meta, scenarios, scale, acq, targets):
                 s["label"],
                 cell(s, "direct", "tps", 0), cell(s, "pgbouncer", "tps", 0),
                 cell(s, "cryoproxy", "tps", 0),
-                f_ratio(r.get("cryoproxy_over_pgbouncer_tps")),
-                f_ratio(r.get("cryoproxy_over_direct_tps")),
+                f_ratio(r.get("cryoproxy_over_pgbouncer_tps"),
+                        r.get("cryoproxy_over_pgbouncer_tps_range")),
+                f_ratio(r.get("cryoproxy_over_direct_tps"), r.get("cryoproxy_over_direct_tps_range")),
                 cell(s, "direct", "latency_ms", 3), cell(s, "pgbouncer", "latency_ms", 3),
                 cell(s, "cryoproxy", "latency_ms", 3),
                 f_num(r.get("pgbouncer_added_latency_us")),
@@ -286,7 +303,9 @@ def markdown(meta, scenarios, scale, acq, targets):
         out.append("")
         out.append("Added µs (1 client only) = average latency minus direct PostgreSQL's. CPU µs/tx = the proxy "
                    "process's user+system CPU during the run divided by transactions (10 ms tick "
-                   "resolution). `*` = some repetitions failed; FAIL = all did.")
+                   "resolution). `*` = some repetitions failed; FAIL = all did. Ratios are of medians; "
+                   "in brackets the lowest and highest ratio within one repetition (the targets "
+                   "run interleaved, so each repetition is a paired comparison).")
         out.append("")
         failed = [(s["label"], t, v.get("error")) for s in scenarios.values()
                   for t, v in s["targets"].items() if not v.get("ok") and not v.get("unsupported")]
@@ -377,19 +396,23 @@ def evaluate_targets(meta, scenarios, scale, acq):
                     "met": None if value is None else met,
                     "measured": "—" if value is None else (text or f"{value:.2f}×")})
 
-    v = r(f"select_simple_c{c}", "cryoproxy_over_pgbouncer_tps")
-    add(1, f"-S -M simple -c {c}: CryoProxy ≥ 1.0× PgBouncer (aim 1.2×)", v, v is not None and v >= 1.0)
-    v = r(f"select_extended_c{c}", "cryoproxy_over_pgbouncer_tps")
-    add(2, f"-S -M extended -c {c}: ≥ 1.0× PgBouncer", v, v is not None and v >= 1.0)
-    v = r(f"select_prepared_c{c}", "cryoproxy_over_direct_tps")
-    add(3, f"-S -M prepared -c {c}: ≥ 0.8× direct", v, v is not None and v >= 0.8)
+    def add_ratio(n, target, key, name, bound):
+        v = r(key, name)
+        add(n, target, v, v is not None and v >= bound,
+            None if v is None else f_ratio(v, r(key, name + "_range")))
+
+    add_ratio(1, f"-S -M simple -c {c}: CryoProxy ≥ 1.0× PgBouncer (aim 1.2×)",
+              f"select_simple_c{c}", "cryoproxy_over_pgbouncer_tps", 1.0)
+    add_ratio(2, f"-S -M extended -c {c}: ≥ 1.0× PgBouncer",
+              f"select_extended_c{c}", "cryoproxy_over_pgbouncer_tps", 1.0)
+    add_ratio(3, f"-S -M prepared -c {c}: ≥ 0.8× direct",
+              f"select_prepared_c{c}", "cryoproxy_over_direct_tps", 0.8)
     a_c = r("select_simple_c1", "cryoproxy_added_latency_us")
     a_p = r("select_simple_c1", "pgbouncer_added_latency_us")
     add(4, "1 client -S simple: added latency ≤ PgBouncer's",
         None if a_c is None or a_p is None else a_c, a_c is not None and a_p is not None and a_c <= a_p,
         None if a_c is None or a_p is None else f"{a_c:.0f} µs vs {a_p:.0f} µs")
-    v = r("connect_c8", "cryoproxy_over_pgbouncer_tps")
-    add(5, "-C -c 8: ≥ 1.0× PgBouncer", v, v is not None and v >= 1.0)
+    add_ratio(5, "-C -c 8: ≥ 1.0× PgBouncer", "connect_c8", "cryoproxy_over_pgbouncer_tps", 1.0)
     if scale and scale.get("hwm_kb") is not None and scale.get("latency_change_pct") is not None:
         rss = max(scale.get("hwm_kb") or 0, scale.get("rss_with_kb") or 0) / 1024
         pct = scale["latency_change_pct"]
