@@ -16,7 +16,14 @@ public sealed interface Authentication {
   record AuthenticationOk() implements Authentication {
     @Override
     public ByteBuf encode(ByteBufAllocator alloc) {
-      return withCode(alloc, 0, 0);
+      return writeTo(alloc.buffer(9));
+    }
+
+    /** Appends the message to {@code buf}. */
+    public ByteBuf writeTo(ByteBuf buf) {
+      int at = Frames.begin(buf, TYPE);
+      buf.writeInt(0);
+      return Frames.finish(buf, at);
     }
   }
 

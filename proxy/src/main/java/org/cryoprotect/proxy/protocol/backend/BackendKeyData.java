@@ -17,7 +17,11 @@ public record BackendKeyData(int processId, int secretKey) {
   }
 
   public ByteBuf encode(ByteBufAllocator alloc) {
-    ByteBuf buf = alloc.buffer(13);
+    return writeTo(alloc.buffer(13));
+  }
+
+  /** Appends the message to {@code buf}. */
+  public ByteBuf writeTo(ByteBuf buf) {
     int at = Frames.begin(buf, TYPE);
     buf.writeInt(processId).writeInt(secretKey);
     return Frames.finish(buf, at);

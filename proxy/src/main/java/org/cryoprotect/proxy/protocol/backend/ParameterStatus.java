@@ -12,7 +12,11 @@ public record ParameterStatus(String name, String value) {
   }
 
   public ByteBuf encode(ByteBufAllocator alloc) {
-    ByteBuf buf = alloc.buffer(7 + name.length() + value.length());
+    return writeTo(alloc.buffer(7 + name.length() + value.length()));
+  }
+
+  /** Appends the message to {@code buf}. */
+  public ByteBuf writeTo(ByteBuf buf) {
     int at = Frames.begin(buf, TYPE);
     Frames.writeCString(buf, name);
     Frames.writeCString(buf, value);

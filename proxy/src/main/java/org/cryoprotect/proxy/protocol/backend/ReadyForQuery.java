@@ -15,7 +15,11 @@ public record ReadyForQuery(byte status) {
   }
 
   public ByteBuf encode(ByteBufAllocator alloc) {
-    ByteBuf buf = alloc.buffer(6);
+    return writeTo(alloc.buffer(6));
+  }
+
+  /** Appends the message to {@code buf}. */
+  public ByteBuf writeTo(ByteBuf buf) {
     int at = Frames.begin(buf, TYPE);
     buf.writeByte(status);
     return Frames.finish(buf, at);
