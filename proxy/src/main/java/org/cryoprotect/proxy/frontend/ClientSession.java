@@ -11,11 +11,9 @@ import io.netty.util.concurrent.ScheduledFuture;
 import java.util.ArrayDeque;
 import java.util.EnumSet;
 import java.util.LinkedHashMap;
-import java.util.List;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
 import org.cryoprotect.proxy.backend.ServerCredentials;
-import org.cryoprotect.proxy.backend.ServerException;
 import org.cryoprotect.proxy.config.ProxyConfig.Database;
 import org.cryoprotect.proxy.config.ProxyConfig.Endpoint;
 import org.cryoprotect.proxy.frontend.Pending.Kind;
@@ -82,13 +80,12 @@ final class ClientSession extends ChannelInboundHandlerAdapter
   private final boolean transactionMode;
   private final StartupMessage serverStartup;
   private final ServerCredentials credentials;
-  private final Map<String, String> startupSettings;
-  private Map<String, String> desired;
+  private final SessionSettings settings;
   private final StatementRenamer statements;
   private final EnumSet<Pin> pins = EnumSet.noneOf(Pin.class);
 
   private final ArrayDeque<ByteBuf> backlog = new ArrayDeque<>();
-  private final ArrayDeque<Pending> pending = new ArrayDeque<>();
+  private final ReplyQueue pending = new ReplyQueue();
   private ChannelHandlerContext ctx;
   private PooledServer server;
   private boolean acquiring;
@@ -97,17 +94,12 @@ final class ClientSession extends ChannelInboundHandlerAdapter
   private boolean loginPending = true;
   private boolean midBatch; // extended-protocol messages sent since the last Sync
   private boolean copyIn;
-  private boolean snapshotNeeded;
   private boolean resetNeeded; // DISCARD ALL before the connection returns to the pool
   private boolean skipUntilSync; // the pool failed this batch: drop frames up to its Sync
   private boolean closing; // the client is gone: drain, clean up, return the connection
   private byte txStatus = ReadyForQuery.IDLE;
-  private List<String> snapshotRow;
-  private Map<String, String> snapshot;
   private ScheduledFuture<?> drainDeadline;
   private long acquireStart;
-  private long queryStart; // first client message since the last ReadyForQuery, or 0
-  private long xactStart; // first client message since the last ReadyForQuery 'I', or 0
 
   // Routing (DESIGN §5) and replay (DESIGN §4).
   private UnitIntent intent = UnitIntent.WRITE; // of the transaction on the server now
@@ -124,6 +116,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter
   private long waitingBytes; // received while waiting for a server connection
   private int waitingFrames;
   private final ClientView view; // what SHOW CLIENTS and the pool's statistics see
+  private final SessionStats stats;
 
   ClientSession(
       ClientConnection client,
@@ -142,18 +135,18 @@ final class ClientSession extends ChannelInboundHandlerAdapter
     this.ownWrites = new OwnWrites(router, database);
     this.serverStartup = serverStartup;
     this.credentials = credentials;
-    this.startupSettings = SessionSettings.of(client.startup());
-    this.desired = startupSettings;
+    this.settings = new SessionSettings(client.startup());
     this.statements =
         new StatementRenamer(
             transactionMode,
             frontend.pools().prepared(),
             () -> frontend.config().pool().preparedPerServer(),
             frontend.metrics());
+    this.stats = new SessionStats(pool, frontend.metrics(), database.name());
     this.view =
         new ClientView(
             client,
-            () -> desired.getOrDefault("application_name", ""),
+            () -> settings.desired().getOrDefault("application_name", ""),
             () -> statements.byName().size());
   }
 
@@ -162,7 +155,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter
   @Override
   public void handlerAdded(ChannelHandlerContext ctx) {
     this.ctx = ctx;
-    Map<String, String> welcome = transactionMode ? pool.welcome(desired) : null;
+    Map<String, String> welcome = transactionMode ? pool.welcome(settings.desired()) : null;
     if (welcome != null) {
       greet(welcome);
     } else {
@@ -291,7 +284,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter
       }
       if (midBatch) {
         write(Query.empty(ctx.alloc(), 'S'));
-        pending.add(new Pending(Kind.SYNC, false, null));
+        pending.add(Kind.SYNC, false);
         midBatch = false;
       }
       server.channel().flush();
@@ -333,13 +326,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter
     if (window.isOpen() && !window.request(frame)) {
       commitWindow(); // too big to replay: it streams
     }
-    pool.received(frame.readableBytes());
-    frontend.metrics().bytes("in", frame.readableBytes());
-    if (queryStart == 0 || xactStart == 0) { // one clock read per query, not per message
-      long now = System.nanoTime();
-      queryStart = queryStart == 0 ? now : queryStart;
-      xactStart = xactStart == 0 ? now : xactStart;
-    }
+    stats.received(frame.readableBytes());
     if (intent == UnitIntent.WRITE && (type == 'Q' || type == 'S' || type == 'F')) {
       // Whatever reaches the server under a write, on this connection however it was borrowed.
       lsnNeeded = routing && ownWrites.enabled();
@@ -352,7 +339,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter
             noteEffects(SqlScan.scan(sql));
           }
         }
-        pending.add(new Pending(Kind.QUERY, true, null));
+        pending.add(Kind.QUERY, true);
         write(frame);
       }
       case 'P' -> {
@@ -374,11 +361,11 @@ final class ClientSession extends ChannelInboundHandlerAdapter
       }
       case 'S' -> {
         midBatch = false;
-        pending.add(new Pending(Kind.SYNC, true, null));
+        pending.add(Kind.SYNC, true);
         write(frame);
       }
       case 'F' -> {
-        pending.add(new Pending(Kind.FUNCTION, true, null));
+        pending.add(Kind.FUNCTION, true);
         write(frame);
       }
       case 'c', 'f' -> {
@@ -391,7 +378,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter
 
   private void extended(ByteBuf frame, Kind kind) {
     midBatch = true;
-    pending.add(new Pending(kind, true, null));
+    pending.add(kind, true);
     write(frame);
   }
 
@@ -414,7 +401,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter
 
   @Override
   public void local(Kind kind) {
-    pending.add(new Pending(kind, true, null));
+    pending.add(kind, true);
     answerLocally();
   }
 
@@ -424,7 +411,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter
       return;
     }
     if (effects.changesSession()) {
-      snapshotNeeded = true;
+      settings.mayHaveChanged();
     }
     if (!effects.releases().isEmpty()) {
       pins.removeAll(effects.releases());
@@ -569,7 +556,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter
     String check = checkoutSql();
     if (check != null) {
       preparing = true;
-      pending.add(new Pending(check.equals(";") ? Kind.INJECTED : Kind.APPLY, false, null));
+      pending.add(check.equals(";") ? Kind.INJECTED : Kind.APPLY, false);
       write(Query.encode(ctx.alloc(), check));
       server.channel().flush();
     } else {
@@ -582,8 +569,8 @@ final class ClientSession extends ChannelInboundHandlerAdapter
    * another client's, or a trivial query when it sat idle long enough to be worth checking.
    */
   private String checkoutSql() {
-    if (!desired.equals(server.applied())) {
-      return SessionSettings.applySql(desired);
+    if (!settings.desired().equals(server.applied())) {
+      return SessionSettings.applySql(settings.desired());
     }
     long idleNanos = server.idleNanos();
     if (loginPending || idleNanos > frontend.config().pool().serverCheckDelay().toNanos()) {
@@ -597,40 +584,16 @@ final class ClientSession extends ChannelInboundHandlerAdapter
     writerOnly = false;
     misrouted = false;
     avoid = null;
-    if (loginPending
-        && cause instanceof ServerException e
-        && e.serverError() == null
-        && e.state() == SqlState.CONNECTION_FAILURE) {
-      client.fatal(SqlState.CANNOT_CONNECT_NOW, e.getMessage()); // the breaker is open
-      return;
-    }
     if (loginPending) {
-      if (cause instanceof ServerException e && e.serverError() != null) {
-        String code = e.serverError().sqlState();
-        if (code != null && code.length() == 5) {
-          frontend.metrics().error(code.substring(0, 2), ProxyMetrics.SERVER);
-        }
-        client.closeReason("server refused login: " + e.serverError());
-        client.sendAndClose(e.serverError().encode(ctx.alloc()));
-      } else if (cause instanceof ServerException e) {
-        client.fatal(e.state(), e.getMessage());
-      } else {
-        client.fatal(SqlState.CONNECTION_FAILURE, "server login failed: " + cause);
-      }
+      ClientErrors.loginFailed(client, cause, frontend.metrics());
       return;
     }
     if (closing) {
       return;
     }
     // The session survives: the client's batch gets the error, as a server error would.
-    ErrorResponse error =
-        cause instanceof ServerException e && e.serverError() != null
-            ? e.serverError()
-            : ErrorResponse.of(
-                Severity.ERROR,
-                cause instanceof ServerException e ? e.state() : SqlState.CONNECTION_FAILURE,
-                cause.getMessage());
-    ctx.write(error.withSeverity(Severity.ERROR).encode(ctx.alloc()));
+    ErrorResponse error = ClientErrors.of(cause);
+    ctx.write(error.encode(ctx.alloc()));
     String code = error.sqlState();
     frontend.metrics().error(code == null ? "XX" : code.substring(0, 2), "proxy");
     boolean unsynced = LocalAnswers.failBacklog(ctx, backlog, txStatus);
@@ -646,7 +609,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter
     if (loginPending) {
       Map<String, String> parameters = new LinkedHashMap<>(server.reported());
       if (transactionMode) {
-        pool.welcome(desired, parameters);
+        pool.welcome(settings.desired(), parameters);
       }
       greet(parameters);
     }
@@ -682,13 +645,13 @@ final class ClientSession extends ChannelInboundHandlerAdapter
       return;
     }
     byte type = Frames.type(frame);
-    Pending head = pending.peekFirst();
+    Pending head = pending.peek();
     switch (type) {
       case 'S' -> {
         ParameterStatus status = ParameterStatus.decode(Frames.body(frame));
         server.reported().put(status.name(), status.value());
         if (head != null && head.toClient && transactionMode) {
-          snapshotNeeded = true; // the client changed a reported setting, maybe in a function
+          settings.mayHaveChanged(); // a reported setting changed, maybe in a function
         }
         toClient(frame, head == null || head.toClient);
         return;
@@ -712,8 +675,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter
       serverError(frame, head);
     } else {
       if (head.kind == Kind.SNAPSHOT && type == 'D') {
-        snapshotRow = DataRow.texts(Frames.body(frame));
-        snapshot.put(snapshotRow.get(0), snapshotRow.get(1));
+        settings.captured(DataRow.texts(Frames.body(frame)));
       } else if (head.kind == Kind.LSN && type == 'D') {
         ownWrites.wrote(DataRow.texts(Frames.body(frame)).get(0));
       } else if (type == 'G') {
@@ -733,7 +695,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter
       }
       toClient(frame, head.toClient);
       if (head.kind.isLast(type)) {
-        pending.pollFirst();
+        pending.poll();
         finished(head);
       }
     }
@@ -745,8 +707,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter
 
   private void toClient(ByteBuf frame, boolean wanted) {
     if (wanted && !closing) {
-      pool.sent(frame.readableBytes());
-      frontend.metrics().bytes("out", frame.readableBytes());
+      stats.sent(frame.readableBytes());
       reply(frame);
     } else {
       frame.release();
@@ -774,12 +735,10 @@ final class ClientSession extends ChannelInboundHandlerAdapter
 
   /** Replies the proxy owes, sent once everything before them has arrived. */
   private void answerLocally() {
-    Pending head;
-    while ((head = pending.peekFirst()) != null
-        && (head.kind == Kind.LOCAL_PARSE_COMPLETE || head.kind == Kind.LOCAL_CLOSE_COMPLETE)) {
-      pending.pollFirst();
+    Kind local;
+    while ((local = pending.pollLocal()) != null) {
       if (!closing) {
-        reply(Query.empty(ctx.alloc(), head.kind == Kind.LOCAL_PARSE_COMPLETE ? '1' : '3'));
+        reply(Query.empty(ctx.alloc(), local == Kind.LOCAL_PARSE_COMPLETE ? '1' : '3'));
       }
     }
   }
@@ -791,29 +750,14 @@ final class ClientSession extends ChannelInboundHandlerAdapter
       if (guard != null) {
         guard.served(now); // evidence the node works, whatever its probes say
       }
-      if (queryStart != 0) {
-        pool.query(now - queryStart);
-        frontend.metrics().query(client.database().name(), route, now - queryStart);
-        queryStart = 0;
-      }
-      if (txStatus == ReadyForQuery.IDLE && xactStart != 0) {
-        pool.transaction(now - xactStart);
-        frontend.metrics().transaction(client.database().name(), route, now - xactStart);
-        xactStart = 0;
-      }
+      stats.answered(now, txStatus == ReadyForQuery.IDLE, route);
     }
     if (done.kind == Kind.PARSE && done.entry != null) {
       done.entry.verified(true);
     } else if (done.kind == Kind.APPLY) {
-      server.applied(desired);
+      server.applied(settings.desired());
     } else if (done.kind == Kind.SNAPSHOT) {
-      Map<String, String> now = Map.copyOf(snapshot);
-      server.applied(now);
-      // RESET restores the startup value, as on a direct connection.
-      Map<String, String> merged = new LinkedHashMap<>(startupSettings);
-      merged.putAll(now);
-      desired = Map.copyOf(merged);
-      snapshot = null;
+      server.applied(settings.captureDone());
     }
   }
 
@@ -833,7 +777,9 @@ final class ClientSession extends ChannelInboundHandlerAdapter
       if (tag.equals("DISCARD ALL")) {
         pins.clear();
         server.applied(Map.of());
-        snapshotNeeded = transactionMode;
+        if (transactionMode) {
+          settings.mayHaveChanged();
+        }
       }
     }
   }
@@ -879,52 +825,23 @@ final class ClientSession extends ChannelInboundHandlerAdapter
     } else if (sqlState != null && sqlState.length() == 5) {
       frontend.metrics().error(sqlState.substring(0, 2), "server");
     }
-    if (transactionMode) {
-      frame = endsOnlyTheTransaction(frame);
+    ErrorResponse fatal = transactionMode ? ClientErrors.fatal(frame) : null;
+    if (fatal != null) {
+      // A FATAL from the server (shutting down, session terminated) ends that server connection,
+      // not the client's session: in transaction mode the client hears an ERROR and stays.
+      frame.release();
+      server.markBroken();
+      frame = fatal.withSeverity(Severity.ERROR).encode(ctx.alloc());
     }
     errorSent = true;
-    if (head.kind == Kind.BIND && head.statement != null && isStalePlan(frame)) {
+    if (head.kind == Kind.BIND && head.statement != null && ClientErrors.isStalePlan(frame)) {
       server.invalidatePrepared(head.statement);
     }
     toClient(frame, true);
     if (!extended) {
       return;
     }
-    pending.pollFirst();
-    forgetIfParse(head);
-    while ((head = pending.peekFirst()) != null && head.kind != Kind.SYNC) {
-      pending.pollFirst();
-      forgetIfParse(head);
-    }
-  }
-
-  /**
-   * A FATAL from the server (it is shutting down, or the session was terminated) ends that server
-   * connection, not the client's session: in transaction mode the client hears an ERROR and keeps
-   * its connection to the proxy.
-   */
-  private ByteBuf endsOnlyTheTransaction(ByteBuf frame) {
-    ErrorResponse error = ErrorResponse.decode('E', Frames.body(frame));
-    if (!"FATAL".equals(error.severity()) && !"PANIC".equals(error.severity())) {
-      return frame;
-    }
-    frame.release();
-    server.markBroken();
-    return error.withSeverity(Severity.ERROR).encode(ctx.alloc());
-  }
-
-  private void forgetIfParse(Pending p) {
-    if (p.kind == Kind.PARSE && p.statement != null) {
-      server.forgetPrepared(p.statement);
-    }
-  }
-
-  /** "cached plan must not change result type": the server's statement is stale after DDL. */
-  private static boolean isStalePlan(ByteBuf frame) {
-    ErrorResponse error = ErrorResponse.decode('E', Frames.body(frame));
-    return SqlState.FEATURE_NOT_SUPPORTED.code().equals(error.sqlState())
-        && error.message() != null
-        && error.message().contains("cached plan must not change result type");
+    pending.skipToSync(server);
   }
 
   /** Nothing is outstanding and the server said ReadyForQuery: what next for the connection? */
@@ -958,17 +875,16 @@ final class ClientSession extends ChannelInboundHandlerAdapter
       }
       return;
     }
-    if (transactionMode && (snapshotNeeded || lsnNeeded)) {
-      if (snapshotNeeded) {
-        snapshotNeeded = false;
-        snapshot = new LinkedHashMap<>();
-        pending.add(new Pending(Kind.SNAPSHOT, false, null));
+    if (transactionMode && (settings.captureNeeded() || lsnNeeded)) {
+      if (settings.captureNeeded()) {
+        settings.captureStarted();
+        pending.add(Kind.SNAPSHOT, false);
         write(Query.encode(ctx.alloc(), SessionSettings.SNAPSHOT_SQL));
       }
       if (lsnNeeded) {
         // After the client's commit, off its path: its ReadyForQuery is already on the way.
         lsnNeeded = false;
-        pending.add(new Pending(Kind.LSN, false, null));
+        pending.add(Kind.LSN, false);
         write(Query.encode(ctx.alloc(), LSN_SQL));
       }
       server.channel().flush();
@@ -1003,10 +919,8 @@ final class ClientSession extends ChannelInboundHandlerAdapter
 
   /** The client left: roll back, reset what cannot be kept, and give the connection back. */
   private void cleanUpAfterClient() {
-    if (snapshotNeeded) {
-      // The client may have changed settings it never told us about: re-apply before reuse.
-      snapshotNeeded = false;
-      server.applied(null);
+    if (settings.abandon()) {
+      server.applied(null); // changed settings never captured: applied afresh before reuse
     }
     if (txStatus != ReadyForQuery.IDLE) {
       inject("ROLLBACK");
@@ -1024,7 +938,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter
   }
 
   private void inject(String sql) {
-    pending.add(new Pending(Kind.INJECTED, false, null));
+    pending.add(Kind.INJECTED, false);
     write(Query.encode(ctx.alloc(), sql));
     server.channel().flush();
   }
@@ -1108,33 +1022,11 @@ final class ClientSession extends ChannelInboundHandlerAdapter
    */
   private void failUnit(Endpoint node) {
     window.commit(ctx, false); // a partial reply of a unit that failed is not delivered
-    if (lsnNeeded || pending.stream().anyMatch(p -> p.kind == Kind.LSN)) {
+    if (lsnNeeded || pending.awaits(Kind.LSN)) {
       lsnNeeded = false;
       ownWrites.writeLost(); // a write may have committed: its position is not known
     }
-    boolean owed = !errorSent; // one error per failed unit, unless the server sent one for it
-    boolean synced = true;
-    for (Pending p : pending) {
-      if (!p.toClient) {
-        continue;
-      }
-      boolean ends = p.kind == Kind.QUERY || p.kind == Kind.SYNC || p.kind == Kind.FUNCTION;
-      if (ends) {
-        if (owed) {
-          ctx.write(lostError(node));
-        }
-        ctx.write(new ReadyForQuery(ReadyForQuery.IDLE).encode(ctx.alloc()));
-        owed = true;
-        synced = true;
-      } else {
-        synced = false;
-      }
-    }
-    pending.clear();
-    if (midBatch || !synced) {
-      if (owed) {
-        ctx.write(lostError(node));
-      }
+    if (pending.answerLost(ctx, ClientErrors.connectionLost(node), errorSent, midBatch)) {
       skipUntilSync = true; // the rest of the batch is skipped, as the server would
       dropBacklogUntilSync();
     }
@@ -1148,16 +1040,6 @@ final class ClientSession extends ChannelInboundHandlerAdapter
     if (!backlog.isEmpty() && !skipUntilSync) {
       acquire();
     }
-  }
-
-  private ByteBuf lostError(Endpoint node) {
-    return ErrorResponse.of(
-            Severity.ERROR,
-            SqlState.CONNECTION_FAILURE,
-            "server connection to "
-                + node
-                + " was lost during the transaction; it was rolled back unless it was committing")
-        .encode(ctx.alloc());
   }
 
   /** The client's batch failed before its Sync: drop its messages up to the Sync and answer it. */

@@ -8,7 +8,7 @@ import org.cryoprotect.proxy.protocol.frontend.StartupMessage;
 /**
  * A client's session settings in transaction mode: read from its startup packet, captured from the
  * server after a transaction that may have changed them, and the SQL that puts them on a server
- * connection that has another client's.
+ * connection that has another client's. One per client session, confined to its event loop.
  */
 final class SessionSettings {
   /** Startup parameters that are not session settings. */
@@ -22,10 +22,67 @@ final class SessionSettings {
           + " UNION ALL SELECT 'role', pg_catalog.current_setting('role')"
           + " WHERE pg_catalog.current_setting('role') <> 'none'";
 
-  private SessionSettings() {}
+  private final Map<String, String> startup;
+  private Map<String, String> desired;
+  private boolean captureNeeded; // the client may have changed settings since the last capture
+  private Map<String, String> captured; // rows of the capture in flight, else null
+
+  SessionSettings(StartupMessage startupMessage) {
+    this.startup = of(startupMessage);
+    this.desired = startup;
+  }
+
+  /** The settings the client's session has: what a server connection must carry for it. */
+  Map<String, String> desired() {
+    return desired;
+  }
+
+  /** The client ran something that may have changed its settings: capture them after it. */
+  void mayHaveChanged() {
+    captureNeeded = true;
+  }
+
+  boolean captureNeeded() {
+    return captureNeeded;
+  }
+
+  /** The capture query ({@link #SNAPSHOT_SQL}) is sent. */
+  void captureStarted() {
+    captureNeeded = false;
+    captured = new LinkedHashMap<>();
+  }
+
+  /** One row (name, setting) of the capture's reply. */
+  void captured(List<String> row) {
+    captured.put(row.get(0), row.get(1));
+  }
+
+  /**
+   * The capture ended: returns what the server connection now carries. RESET restores the startup
+   * value, as on a direct connection, so the client's settings are its startup's with the captured
+   * ones over them.
+   */
+  Map<String, String> captureDone() {
+    Map<String, String> now = Map.copyOf(captured);
+    Map<String, String> merged = new LinkedHashMap<>(startup);
+    merged.putAll(now);
+    desired = Map.copyOf(merged);
+    captured = null;
+    return now;
+  }
+
+  /**
+   * The client leaves with settings that were never captured: true when the connection's recorded
+   * settings can no longer be trusted (they must be applied afresh before reuse).
+   */
+  boolean abandon() {
+    boolean unknown = captureNeeded;
+    captureNeeded = false;
+    return unknown;
+  }
 
   /** The startup parameters that are session settings, including {@code -c} options. */
-  static Map<String, String> of(StartupMessage startup) {
+  private static Map<String, String> of(StartupMessage startup) {
     Map<String, String> settings = new LinkedHashMap<>();
     startup
         .parameters()

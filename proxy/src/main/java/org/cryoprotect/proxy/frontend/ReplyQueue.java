@@ -1,0 +1,115 @@
+package org.cryoprotect.proxy.frontend;
+
+import io.netty.channel.ChannelHandlerContext;
+import java.util.ArrayDeque;
+import org.cryoprotect.proxy.frontend.Pending.Kind;
+import org.cryoprotect.proxy.pool.PooledServer;
+import org.cryoprotect.proxy.protocol.backend.ErrorResponse;
+import org.cryoprotect.proxy.protocol.backend.ReadyForQuery;
+
+/**
+ * The replies a session still waits for, oldest first, and the protocol's rules for them when
+ * something fails: an error in the extended protocol cancels everything up to the next Sync, and a
+ * lost server connection still owes the client an answer for each message it sent.
+ */
+final class ReplyQueue {
+  private final ArrayDeque<Pending> queue = new ArrayDeque<>();
+
+  void add(Pending reply) {
+    queue.add(reply);
+  }
+
+  void add(Kind kind, boolean toClient) {
+    queue.add(new Pending(kind, toClient, null));
+  }
+
+  Pending peek() {
+    return queue.peekFirst();
+  }
+
+  void poll() {
+    queue.pollFirst();
+  }
+
+  boolean isEmpty() {
+    return queue.isEmpty();
+  }
+
+  void clear() {
+    queue.clear();
+  }
+
+  boolean awaits(Kind kind) {
+    for (Pending p : queue) {
+      if (p.kind == kind) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  /** Takes the head when it is a reply the proxy gives itself (ParseComplete, CloseComplete). */
+  Kind pollLocal() {
+    Pending head = queue.peekFirst();
+    if (head == null
+        || (head.kind != Kind.LOCAL_PARSE_COMPLETE && head.kind != Kind.LOCAL_CLOSE_COMPLETE)) {
+      return null;
+    }
+    queue.pollFirst();
+    return head.kind;
+  }
+
+  /**
+   * The head failed with an ErrorResponse in the extended protocol: the server skips every message
+   * up to the Sync, so their replies will not come. Statements whose Parse was skipped or failed
+   * are not prepared on {@code server}.
+   */
+  void skipToSync(PooledServer server) {
+    Pending head = queue.pollFirst();
+    while (head != null) {
+      if (head.kind == Kind.PARSE && head.statement != null) {
+        server.forgetPrepared(head.statement);
+      }
+      head = queue.peekFirst();
+      if (head == null || head.kind == Kind.SYNC) {
+        return;
+      }
+      queue.pollFirst();
+    }
+  }
+
+  /**
+   * The server connection broke: writes what each of the client's messages is owed (the {@code
+   * lost} error once per unit unless {@code errorSent}, and a ReadyForQuery for each Query, Sync
+   * and FunctionCall) and empties the queue. Returns true when the client's batch did not reach its
+   * Sync, so what it sends up to that Sync must be skipped, as the server would.
+   */
+  boolean answerLost(
+      ChannelHandlerContext ctx, ErrorResponse lost, boolean errorSent, boolean midBatch) {
+    boolean owed = !errorSent;
+    boolean synced = true;
+    for (Pending p : queue) {
+      if (!p.toClient) {
+        continue;
+      }
+      if (p.kind == Kind.QUERY || p.kind == Kind.SYNC || p.kind == Kind.FUNCTION) {
+        if (owed) {
+          ctx.write(lost.encode(ctx.alloc()));
+        }
+        ctx.write(new ReadyForQuery(ReadyForQuery.IDLE).encode(ctx.alloc()));
+        owed = true;
+        synced = true;
+      } else {
+        synced = false;
+      }
+    }
+    queue.clear();
+    if (!midBatch && synced) {
+      return false;
+    }
+    if (owed) {
+      ctx.write(lost.encode(ctx.alloc()));
+    }
+    return true;
+  }
+}
