@@ -10,6 +10,8 @@ import io.netty.util.concurrent.Future;
 import io.netty.util.concurrent.Promise;
 import java.time.Duration;
 import java.time.Instant;
+import java.util.HashMap;
+import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
 import java.util.concurrent.CompletionStage;
@@ -48,7 +50,8 @@ public final class NodeGuard {
   private volatile long lastServedNanos = System.nanoTime() - TimeUnit.DAYS.toNanos(1);
   private volatile Instant openedAt = Instant.EPOCH;
   private volatile String openReason = "";
-  private final AtomicInteger probeFailures = new AtomicInteger(); // consecutive
+  // Consecutive failed probes per prober (each database probes its nodes); guarded by this.
+  private final Map<String, Integer> probeFailures = new HashMap<>();
   private volatile String role = "node"; // "primary" or "replica" once a probe has said which
   static final int PROBE_FAILURES_TO_OPEN = 2;
 
@@ -268,19 +271,22 @@ public final class NodeGuard {
   }
 
   /**
-   * A health probe that began at {@code probeBeganNanos} could not reach the node. It does not
-   * count if a client transaction ended well on the node since then; one failure may be a probe
-   * that was merely slow on a busy server; the second in a row opens the breaker. Returns true when
-   * the node is now deemed unreachable (and its connections should be closed).
+   * A health probe of {@code prober} (the database whose probe it was) that began at {@code
+   * probeBeganNanos} could not reach the node. It does not count if a client transaction ended well
+   * on the node since then; one failure may be a probe that was merely slow on a busy server; the
+   * same prober's second in a row opens the breaker. Failures of different probers are not "in a
+   * row": several databases on one node probe it at the same moments, and one stall of a saturated
+   * machine fails all their probes at once. Returns true when the node is now deemed unreachable
+   * (and its connections should be closed).
    */
-  boolean probeFailed(String why, long probeBeganNanos) {
+  synchronized boolean probeFailed(String prober, String why, long probeBeganNanos) {
     if (lastServedNanos - probeBeganNanos > 0) {
       // The node answered proxied transactions while the probe ran: the probe was slow (a
       // saturated machine), the node is not down. Opening the breaker would fail all of them.
       log.debug("health probe of {} failed ({}) while the node served clients: ignored", node, why);
       return false;
     }
-    if (probeFailures.incrementAndGet() < PROBE_FAILURES_TO_OPEN) {
+    if (probeFailures.merge(prober, 1, Integer::sum) < PROBE_FAILURES_TO_OPEN) {
       return false;
     }
     if (breaker.getState() != CircuitBreaker.State.OPEN) {
@@ -291,8 +297,8 @@ public final class NodeGuard {
   }
 
   /** A health probe reached the node: let the next attempts test it. */
-  void probeSucceeded() {
-    probeFailures.set(0);
+  synchronized void probeSucceeded() {
+    probeFailures.clear();
     if (breaker.getState() == CircuitBreaker.State.OPEN) {
       breaker.transitionToHalfOpenState();
     }

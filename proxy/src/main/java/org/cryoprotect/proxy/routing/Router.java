@@ -79,7 +79,7 @@ public final class Router implements AutoCloseable {
     g.role(h.role().label());
     if (h.up()) {
       g.probeSucceeded();
-    } else if (g.probeFailed(h.error(), probeBegan(h))) {
+    } else if (g.probeFailed(h.database(), h.error(), probeBegan(h))) {
       whenUnreachable.accept(h.node());
     }
   }

@@ -165,23 +165,45 @@ class NodeGuardTest {
     for (int i = 0; i < 5; i++) {
       long began = System.nanoTime();
       guard.served(System.nanoTime()); // a client transaction ended well meanwhile
-      assertThat(guard.probeFailed("timed out on a saturated machine", began)).isFalse();
+      assertThat(guard.probeFailed("db", "timed out on a saturated machine", began)).isFalse();
     }
     assertThat(guard.state()).isEqualTo(NodeStats.CLOSED);
     // Nothing served since: the probes count again.
     long quiet = System.nanoTime();
-    assertThat(guard.probeFailed("timed out", quiet)).isFalse();
-    assertThat(guard.probeFailed("timed out", quiet)).isTrue();
+    assertThat(guard.probeFailed("db", "timed out", quiet)).isFalse();
+    assertThat(guard.probeFailed("db", "timed out", quiet)).isTrue();
     assertThat(guard.state()).isEqualTo(NodeStats.OPEN);
+  }
+
+  @Test
+  void failuresOfDifferentProbersAtOnceAreNotInARow() {
+    NodeGuard guard = guard(1, Duration.ofMillis(10), Duration.ofMillis(10));
+    long began = System.nanoTime();
+    // Two databases on one node, both probes stalled by the same hiccup of a saturated machine.
+    assertThat(guard.probeFailed("scale", "Read timed out", began)).isFalse();
+    assertThat(guard.probeFailed("acq_sat", "Read timed out", began)).isFalse();
+    assertThat(guard.state()).isEqualTo(NodeStats.CLOSED);
+    // One prober failing again is two in a row: the node is down.
+    assertThat(guard.probeFailed("scale", "connection refused", System.nanoTime())).isTrue();
+    assertThat(guard.state()).isEqualTo(NodeStats.OPEN);
+  }
+
+  @Test
+  void aSuccessfulProbeEndsEveryRun() {
+    NodeGuard guard = guard(1, Duration.ofMillis(10), Duration.ofMillis(10));
+    assertThat(guard.probeFailed("a", "slow", System.nanoTime())).isFalse();
+    guard.probeSucceeded(); // another database's probe reached the node
+    assertThat(guard.probeFailed("a", "slow", System.nanoTime())).isFalse();
+    assertThat(guard.state()).isEqualTo(NodeStats.CLOSED);
   }
 
   @Test
   void probesOpenAndHalfOpenTheBreaker() {
     NodeGuard guard = guard(1, Duration.ofMillis(10), Duration.ofMillis(10));
-    assertThat(guard.probeFailed("slow", System.nanoTime()))
+    assertThat(guard.probeFailed("db", "slow", System.nanoTime()))
         .isFalse(); // one failure may be a slow probe
     assertThat(guard.state()).isEqualTo(NodeStats.CLOSED);
-    assertThat(guard.probeFailed("connection refused", System.nanoTime())).isTrue();
+    assertThat(guard.probeFailed("db", "connection refused", System.nanoTime())).isTrue();
     assertThat(guard.state()).isEqualTo(NodeStats.OPEN);
     assertThat(guard.unavailable("primary").getMessage())
         .contains(
@@ -190,7 +212,7 @@ class NodeGuardTest {
     assertThat(guard.unavailable().getMessage())
         .startsWith("replica 10.0.0.1:5432 is unavailable")
         .containsPattern("tried again in [1-9][0-9]* ms|tried again in 0 ms");
-    guard.probeFailed("again", System.nanoTime()); // already open: no second transition
+    guard.probeFailed("db", "again", System.nanoTime()); // already open: no second transition
     assertThat(opened).hasValue(1);
 
     guard.probeSucceeded();
