@@ -1,7 +1,10 @@
 package org.cryoprotect.bench;
 
+import io.netty.buffer.ByteBuf;
+import io.netty.buffer.UnpooledByteBufAllocator;
 import java.util.concurrent.TimeUnit;
 import org.cryoprotect.proxy.pool.SqlScan;
+import org.cryoprotect.proxy.protocol.frontend.Query;
 import org.cryoprotect.proxy.routing.ReadClassifier;
 import org.openjdk.jmh.annotations.Benchmark;
 import org.openjdk.jmh.annotations.BenchmarkMode;
@@ -30,6 +33,7 @@ public class ClassifyBenchmark {
   public String query;
 
   private String sql;
+  private ByteBuf frame; // the same text as a Query message, in direct memory like a socket read
 
   @org.openjdk.jmh.annotations.Setup
   public void setUp() {
@@ -40,6 +44,12 @@ public class ClassifyBenchmark {
               "UPDATE pgbench_accounts SET abalance = abalance + -1234 WHERE aid = 48213;";
           default -> report();
         };
+    frame = Query.encode(UnpooledByteBufAllocator.DEFAULT, sql);
+  }
+
+  @org.openjdk.jmh.annotations.TearDown
+  public void tearDown() {
+    frame.release();
   }
 
   private static String report() {
@@ -63,5 +73,17 @@ public class ClassifyBenchmark {
   @Benchmark
   public SqlScan.Effects sessionScan() {
     return SqlScan.scan(sql);
+  }
+
+  /** A Query message's text decoded to a String, then scanned: the hot path before 2026-12-01. */
+  @Benchmark
+  public SqlScan.Effects sessionScanDecoded() {
+    return SqlScan.scan(Query.textOrNull(frame));
+  }
+
+  /** The hot path now: plain statements judged from the bytes; others decoded and scanned. */
+  @Benchmark
+  public SqlScan.Effects sessionScanBytes() {
+    return SqlScan.isPlainQuery(frame) ? null : SqlScan.scan(Query.textOrNull(frame));
   }
 }

@@ -96,7 +96,21 @@ public final class SqlScan {
     if (semicolon >= 0 && !sql.substring(semicolon + 1).isBlank()) {
       return false;
     }
-    return !containsIgnoreCase(sql, "set_config") && !containsIgnoreCase(sql, "advisory_");
+    return !callsSessionFunction(sql);
+  }
+
+  /**
+   * {@code set_config} or an {@code advisory_} lock function appears, in any case. Both contain
+   * '_', so only the places around each '_' are compared (a fast search), not every character.
+   */
+  private static boolean callsSessionFunction(String sql) {
+    for (int k = sql.indexOf('_'); k >= 0; k = sql.indexOf('_', k + 1)) {
+      if (sql.regionMatches(true, k - 3, "set_config", 0, 10)
+          || sql.regionMatches(true, k - 8, "advisory_", 0, 9)) {
+        return true;
+      }
+    }
+    return false;
   }
 
   /**
@@ -141,10 +155,10 @@ public final class SqlScan {
         }
       }
     }
-    for (int j = i; j < to; j++) {
-      int c = buf.getByte(j) | 0x20; // ASCII letters to lower case; '_' (0x5f) stays apart
-      if ((c == 's' && matchesLower(buf, j, to, "set_config"))
-          || (c == 'a' && matchesLower(buf, j, to, "advisory_"))) {
+    // Both function-name fragments contain '_': look only around each '_' (a fast search).
+    for (int k = buf.indexOf(i, to, (byte) '_'); k >= 0; k = buf.indexOf(k + 1, to, (byte) '_')) {
+      if ((k - 3 >= from && matchesLower(buf, k - 3, to, "set_config"))
+          || (k - 8 >= from && matchesLower(buf, k - 8, to, "advisory_"))) {
         return false;
       }
     }
@@ -189,19 +203,6 @@ public final class SqlScan {
     for (String keyword : PLAIN) {
       if (keyword.length() == end - start
           && sql.regionMatches(true, start, keyword, 0, end - start)) {
-        return true;
-      }
-    }
-    return false;
-  }
-
-  private static boolean containsIgnoreCase(String sql, String needle) {
-    int last = sql.length() - needle.length();
-    char first = needle.charAt(0);
-    for (int i = 0; i <= last; i++) {
-      char c = sql.charAt(i);
-      if ((c == first || Character.toLowerCase(c) == first)
-          && sql.regionMatches(true, i, needle, 0, needle.length())) {
         return true;
       }
     }
