@@ -50,9 +50,12 @@ import org.slf4j.LoggerFactory;
  * the client's session parameters with it from server connection to server connection, and pins the
  * client to its server connection for state that cannot move (LISTEN, temporary tables, ...).
  *
- * <p>Collaborators: {@link Pending} (the reply queue's entries), {@link StatementRenamer} (prepared
- * statements), {@link SessionSettings} (settings SQL), {@link LocalAnswers} (replies without a
- * server), {@link ClientView} (what other threads see).
+ * <p>Collaborators: {@link ReplyQueue} (what the server still owes, and the rules when something
+ * fails), {@link StatementRenamer} (prepared statements), {@link SessionSettings} (the client's
+ * settings and their capture), {@link UnitRoute} (where a unit runs, replays, read-your-writes),
+ * {@link LocalAnswers} (replies without a server), {@link SessionStats} (bytes and durations),
+ * {@link ClientErrors} (failures as the client is told them), {@link ClientView} (what other
+ * threads see).
  *
  * <p>Confined to the client's event loop: the pool delivers server frames here too.
  */
@@ -61,7 +64,6 @@ final class ClientSession extends ChannelInboundHandlerAdapter
   private static final Logger log = LoggerFactory.getLogger(ClientSession.class);
 
   private static final int MAX_PREPARE_ATTEMPTS = 3;
-  private static final int MAX_REPLAYS = 2;
 
   private static final long WAIT_BUFFER_BYTES = 256 * 1024;
   private static final int WAIT_BUFFER_FRAMES = 1024;
@@ -76,7 +78,6 @@ final class ClientSession extends ChannelInboundHandlerAdapter
   private final ServerPool pool; // the primary's: client bookkeeping and greetings
   private final Database database;
   private final Router router;
-  private final boolean routing; // reads may go to replicas (transaction mode, replicas, enabled)
   private final boolean transactionMode;
   private final StartupMessage serverStartup;
   private final ServerCredentials credentials;
@@ -102,17 +103,9 @@ final class ClientSession extends ChannelInboundHandlerAdapter
   private long acquireStart;
 
   // Routing (DESIGN §5) and replay (DESIGN §4).
-  private UnitIntent intent = UnitIntent.WRITE; // of the transaction on the server now
-  private NodeGuard guard; // of the server's node while the client has it
-  private String route = ProxyMetrics.PRIMARY;
+  private final UnitRoute unit; // where the current unit runs, replays, read-your-writes
   private final ReplayWindow window = new ReplayWindow();
-  private int replays; // of the current unit
-  private boolean writerOnly; // a replica failed the unit (25006, no connection): the writer
-  private boolean misrouted; // the replica answered 25006: replay on the writer at the unit's end
-  private Endpoint avoid; // the node that just failed the unit
   private boolean errorSent; // an ErrorResponse reached the client since the last ReadyForQuery
-  private boolean lsnNeeded; // a write transaction ended: learn the WAL position after it
-  private final OwnWrites ownWrites; // what the client's reads must see of its own writes
   private long waitingBytes; // received while waiting for a server connection
   private int waitingFrames;
   private final ClientView view; // what SHOW CLIENTS and the pool's statistics see
@@ -131,8 +124,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter
     this.database = client.database();
     this.router = frontend.pools().router();
     this.transactionMode = transactionMode;
-    this.routing = transactionMode && Router.routes(database);
-    this.ownWrites = new OwnWrites(router, database);
+    this.unit = new UnitRoute(router, database, transactionMode);
     this.serverStartup = serverStartup;
     this.credentials = credentials;
     this.settings = new SessionSettings(client.startup());
@@ -248,10 +240,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter
       server.channel().flush();
     } else {
       ctx.flush(); // answers given without a server
-      if (!acquiring
-          && !closing
-          && !backlog.isEmpty()
-          && (!routing || UnitIntent.readable(backlog))) {
+      if (!acquiring && !closing && !backlog.isEmpty() && unit.canChoose(backlog)) {
         acquire();
       }
     }
@@ -327,10 +316,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter
       commitWindow(); // too big to replay: it streams
     }
     stats.received(frame.readableBytes());
-    if (intent == UnitIntent.WRITE && (type == 'Q' || type == 'S' || type == 'F')) {
-      // Whatever reaches the server under a write, on this connection however it was borrowed.
-      lsnNeeded = routing && ownWrites.enabled();
-    }
+    unit.sent(type);
     switch (type) {
       case 'Q' -> {
         if (!SqlScan.isPlainQuery(frame)) {
@@ -437,30 +423,18 @@ final class ClientSession extends ChannelInboundHandlerAdapter
 
   /** Chooses the node for the unit in the backlog and borrows a connection to it. */
   private void acquire() {
-    Endpoint writer = router.writer(database);
-    Endpoint node = writer;
-    intent = UnitIntent.WRITE;
-    ownWrites.notARead();
-    if (routing && !loginPending && pins.isEmpty() && txStatus == ReadyForQuery.IDLE) {
-      intent =
-          UnitIntent.of(backlog, statements.byName(), transactionMode, router.volatility(database));
-      if (intent != UnitIntent.WRITE && !writerOnly) {
-        Endpoint replica = ownWrites.replica(avoid);
-        if (replica != null) {
-          node = replica;
-        } else if (awaitsReplicaProgress(!router.guard(writer).admits())) {
-          return;
-        }
-      }
-    }
-    ownWrites.routed();
-    NodeGuard chosen = router.guard(node);
-    if (!chosen.admits()) {
-      acquireFailed(chosen.unavailable(node.equals(writer) ? "primary" : "replica"));
+    boolean judge = !loginPending && pins.isEmpty() && txStatus == ReadyForQuery.IDLE;
+    Endpoint node = unit.choose(backlog, statements.byName(), judge, waitTimeout());
+    if (node == null) {
+      lookForReplicaSoon();
       return;
     }
-    route = node.equals(writer) ? ProxyMetrics.PRIMARY : ProxyMetrics.REPLICA;
-    if (intent != UnitIntent.WRITE) {
+    NodeGuard chosen = router.guard(node);
+    if (!chosen.admits()) {
+      acquireFailed(chosen.unavailable(unit.onWriter() ? "primary" : "replica"));
+      return;
+    }
+    if (unit.isRead()) {
       window.open();
     }
     acquiring = true;
@@ -492,13 +466,9 @@ final class ClientSession extends ChannelInboundHandlerAdapter
 
   /**
    * Read-your-writes while the writer is down ({@link OwnWrites#waitForReplica}): look for a
-   * replica again shortly instead of failing the read on the writer; true when a new look is
-   * scheduled.
+   * replica again shortly instead of failing the read on the writer.
    */
-  private boolean awaitsReplicaProgress(boolean writerDown) {
-    if (!ownWrites.waitForReplica(writerDown, avoid, frontend.config().pool().waitTimeout())) {
-      return false;
-    }
+  private void lookForReplicaSoon() {
     acquiring = true;
     view.state("waiting", 0);
     ctx.channel().config().setAutoRead(false);
@@ -512,7 +482,10 @@ final class ClientSession extends ChannelInboundHandlerAdapter
             },
             RYW_RECHECK_MILLIS,
             TimeUnit.MILLISECONDS);
-    return true;
+  }
+
+  private java.time.Duration waitTimeout() {
+    return frontend.config().pool().waitTimeout();
   }
 
   private ServerPool lender(Endpoint node) {
@@ -523,16 +496,16 @@ final class ClientSession extends ChannelInboundHandlerAdapter
     acquiring = false;
     if (!f.isSuccess()) {
       view.state("idle", 0);
-      if (ProxyMetrics.REPLICA.equals(route) && !closing && !writerOnly) {
+      if (!closing && unit.fallBackToWriter()) {
         log.debug(
             "client {}: no replica connection ({}), reading from the primary",
             client.address(),
             f.cause().getMessage());
-        writerOnly = true;
         acquire();
         return;
       }
-      if (intent != UnitIntent.WRITE && !closing && awaitsReplicaProgress(true)) {
+      if (unit.isRead() && !closing && unit.waitsForReplica(true, waitTimeout())) {
+        lookForReplicaSoon();
         window.commit(ctx, false); // nothing was sent: the next try opens it again
         return; // a read that had to see the client's last write; the writer just went down
       }
@@ -548,8 +521,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter
       return;
     }
     server = s;
-    guard = router.guard(s.node());
-    guard.started();
+    unit.started(s.node());
     view.state("active", s.connection().keyData().processId());
     server.attach(this);
     client.server(server.connection());
@@ -581,9 +553,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter
 
   private void acquireFailed(Throwable cause) {
     window.commit(ctx, false);
-    writerOnly = false;
-    misrouted = false;
-    avoid = null;
+    unit.failed();
     if (loginPending) {
       ClientErrors.loginFailed(client, cause, frontend.metrics());
       return;
@@ -677,7 +647,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter
       if (head.kind == Kind.SNAPSHOT && type == 'D') {
         settings.captured(DataRow.texts(Frames.body(frame)));
       } else if (head.kind == Kind.LSN && type == 'D') {
-        ownWrites.wrote(DataRow.texts(Frames.body(frame)).get(0));
+        unit.wrote(DataRow.texts(Frames.body(frame)).get(0));
       } else if (type == 'G') {
         copyIn = true;
         if (closing) {
@@ -747,10 +717,8 @@ final class ClientSession extends ChannelInboundHandlerAdapter
     if (done.toClient
         && (done.kind == Kind.QUERY || done.kind == Kind.SYNC || done.kind == Kind.FUNCTION)) {
       long now = System.nanoTime();
-      if (guard != null) {
-        guard.served(now); // evidence the node works, whatever its probes say
-      }
-      stats.answered(now, txStatus == ReadyForQuery.IDLE, route);
+      unit.served(now);
+      stats.answered(now, txStatus == ReadyForQuery.IDLE, unit.route());
     }
     if (done.kind == Kind.PARSE && done.entry != null) {
       done.entry.verified(true);
@@ -791,7 +759,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter
   private void serverError(ByteBuf frame, Pending head) {
     if (head.kind == Kind.LSN) {
       frame.release();
-      ownWrites.writeLost();
+      unit.positionUnknown();
       return;
     }
     if (head.kind == Kind.INJECTED || head.kind == Kind.APPLY || head.kind == Kind.SNAPSHOT) {
@@ -817,12 +785,9 @@ final class ClientSession extends ChannelInboundHandlerAdapter
     boolean extended =
         head.kind != Kind.QUERY && head.kind != Kind.FUNCTION && head.kind != Kind.SYNC;
     String sqlState = ErrorResponse.sqlState(frame);
-    if (window.isOpen()
-        && intent == UnitIntent.READ
-        && ProxyMetrics.REPLICA.equals(route)
-        && SqlState.READ_ONLY_SQL_TRANSACTION.code().equals(sqlState)) {
-      misrouted = true; // misjudged as a read: run it again on the primary at its end
-    } else if (sqlState != null && sqlState.length() == 5) {
+    // A replica's 25006 to a unit misjudged as a read: it runs again on the primary at its end.
+    boolean misjudged = window.isOpen() && unit.misjudged(sqlState);
+    if (!misjudged && sqlState != null && sqlState.length() == 5) {
       frontend.metrics().error(sqlState.substring(0, 2), "server");
     }
     ErrorResponse fatal = transactionMode ? ClientErrors.fatal(frame) : null;
@@ -855,9 +820,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter
       return;
     }
     if (window.isOpen()) {
-      if (misrouted && txStatus == ReadyForQuery.IDLE && replays < MAX_REPLAYS) {
-        misrouted = false;
-        writerOnly = true;
+      if (txStatus == ReadyForQuery.IDLE && unit.rerouteToWriter()) {
         releaseServer();
         replay(ProxyMetrics.REPLAY_READ_ONLY);
         return;
@@ -865,25 +828,21 @@ final class ClientSession extends ChannelInboundHandlerAdapter
       commitWindow();
     }
     ctx.flush();
-    replays = 0;
-    misrouted = false;
-    writerOnly = false;
-    avoid = null;
+    unit.ended();
     if (txStatus != ReadyForQuery.IDLE || midBatch || copyIn) {
       if (!backlog.isEmpty()) {
         sendBacklog(); // the rest of a read-only transaction, on the same server
       }
       return;
     }
-    if (transactionMode && (settings.captureNeeded() || lsnNeeded)) {
+    if (transactionMode && (settings.captureNeeded() || unit.lsnNeeded())) {
       if (settings.captureNeeded()) {
         settings.captureStarted();
         pending.add(Kind.SNAPSHOT, false);
         write(Query.encode(ctx.alloc(), SessionSettings.SNAPSHOT_SQL));
       }
-      if (lsnNeeded) {
+      if (unit.takeLsnNeeded()) {
         // After the client's commit, off its path: its ReadyForQuery is already on the way.
-        lsnNeeded = false;
         pending.add(Kind.LSN, false);
         write(Query.encode(ctx.alloc(), LSN_SQL));
       }
@@ -892,7 +851,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter
     }
     if (transactionMode && pins.isEmpty()) {
       releaseServer();
-      if (!backlog.isEmpty() && (!routing || UnitIntent.readable(backlog))) {
+      if (!backlog.isEmpty() && unit.canChoose(backlog)) {
         acquire(); // the next unit, routed afresh (or when the rest of it arrives)
       }
     } else if (!backlog.isEmpty()) {
@@ -905,9 +864,9 @@ final class ClientSession extends ChannelInboundHandlerAdapter
    * the client, and it reads only, so running it twice cannot change anything.
    */
   private void replay(String reason) {
-    replays++;
+    Endpoint avoided = unit.replayed();
     frontend.metrics().replay(reason);
-    log.debug("client {}: replaying a read ({}), avoiding {}", client.address(), reason, avoid);
+    log.debug("client {}: replaying a read ({}), avoiding {}", client.address(), reason, avoided);
     window.rewind(backlog);
     pending.clear();
     midBatch = false;
@@ -969,10 +928,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter
 
   /** The server connection is no longer the client's: the node has one transaction less. */
   private void leftNode() {
-    if (guard != null) {
-      guard.finished();
-      guard = null;
-    }
+    unit.left();
   }
 
   @Override
@@ -1004,9 +960,8 @@ final class ClientSession extends ChannelInboundHandlerAdapter
           SqlState.CONNECTION_FAILURE, "server connection to " + lost.node() + " was lost");
       return;
     }
-    if (window.isOpen() && replays < MAX_REPLAYS) {
+    if (window.isOpen() && unit.replayAvoiding(lost.node())) {
       pending.clear();
-      avoid = lost.node();
       replay(ProxyMetrics.REPLAY_CONNECTION_LOST);
       return;
     }
@@ -1022,10 +977,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter
    */
   private void failUnit(Endpoint node) {
     window.commit(ctx, false); // a partial reply of a unit that failed is not delivered
-    if (lsnNeeded || pending.awaits(Kind.LSN)) {
-      lsnNeeded = false;
-      ownWrites.writeLost(); // a write may have committed: its position is not known
-    }
+    unit.connectionLost(pending.awaits(Kind.LSN));
     if (pending.answerLost(ctx, ClientErrors.connectionLost(node), errorSent, midBatch)) {
       skipUntilSync = true; // the rest of the batch is skipped, as the server would
       dropBacklogUntilSync();
