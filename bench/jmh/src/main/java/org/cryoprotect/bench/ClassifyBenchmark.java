@@ -75,7 +75,10 @@ public class ClassifyBenchmark {
     return SqlScan.scan(sql);
   }
 
-  /** A Query message's text decoded to a String, then scanned: the hot path before 2026-12-01. */
+  /**
+   * A Query message's text decoded to a String, then scanned statement by statement: what the
+   * messages the byte check does not pass cost (about what every message cost before 2026-12-01).
+   */
   @Benchmark
   public SqlScan.Effects sessionScanDecoded() {
     return SqlScan.scan(Query.textOrNull(frame));

@@ -68,51 +68,6 @@ public final class SqlScan {
           "call",
           "do");
 
-  public static Effects scan(String sql) {
-    if (isPlain(sql)) {
-      return Effects.NONE;
-    }
-    return scanStatements(sql);
-  }
-
-  /**
-   * The hot path: one statement (at most a trailing ';'), starting with an ordinary keyword, and no
-   * function that changes session state. Decided without allocating.
-   */
-  private static boolean isPlain(String sql) {
-    int n = sql.length();
-    int i = 0;
-    while (i < n && Character.isWhitespace(sql.charAt(i))) {
-      i++;
-    }
-    int start = i;
-    while (i < n && Character.isLetter(sql.charAt(i))) {
-      i++;
-    }
-    if (i == start || i - start > 9 || !plainKeyword(sql, start, i)) {
-      return false;
-    }
-    int semicolon = sql.indexOf(';', i);
-    if (semicolon >= 0 && !sql.substring(semicolon + 1).isBlank()) {
-      return false;
-    }
-    return !callsSessionFunction(sql);
-  }
-
-  /**
-   * {@code set_config} or an {@code advisory_} lock function appears, in any case. Both contain
-   * '_', so only the places around each '_' are compared (a fast search), not every character.
-   */
-  private static boolean callsSessionFunction(String sql) {
-    for (int k = sql.indexOf('_'); k >= 0; k = sql.indexOf('_', k + 1)) {
-      if (sql.regionMatches(true, k - 3, "set_config", 0, 10)
-          || sql.regionMatches(true, k - 8, "advisory_", 0, 9)) {
-        return true;
-      }
-    }
-    return false;
-  }
-
   /**
    * A Simple Query frame whose text is one NUL-terminated string {@link #isPlain(ByteBuf, int,
    * int)} passes. Nothing is decoded.
@@ -199,17 +154,11 @@ public final class SqlScan {
     return b == ' ' || (b >= 0x09 && b <= 0x0d) || (b >= 0x1c && b <= 0x1f);
   }
 
-  private static boolean plainKeyword(String sql, int start, int end) {
-    for (String keyword : PLAIN) {
-      if (keyword.length() == end - start
-          && sql.regionMatches(true, start, keyword, 0, end - start)) {
-        return true;
-      }
-    }
-    return false;
-  }
-
-  private static Effects scanStatements(String sql) {
+  /**
+   * What {@code sql} may do, statement by statement. The hot path does not come here: {@link
+   * #isPlain(ByteBuf, int, int)} passes the usual statements from the message bytes.
+   */
+  public static Effects scan(String sql) {
     boolean session = false;
     boolean drops = false;
     EnumSet<Pin> pins = EnumSet.noneOf(Pin.class);
