@@ -142,7 +142,7 @@ public final class ProxyServer implements AutoCloseable {
       metrics.registerPools(
           () ->
               pools.all().stream().map(org.cryoprotect.proxy.pool.ServerPool::poolStats).toList());
-      metrics.registerPreparedStatements(() -> pools.prepared().size());
+      metrics.registerPreparedStatements(pools::preparedCount);
       metrics.initialiseNodes(health.nodeStats().stream().map(NodeStats::node).toList());
       health.start();
       metrics.registerNodes(() -> health.nodeStats(router::breakerState));

@@ -74,9 +74,12 @@ public final class ServerConnector {
 
   /**
    * Sends a CancelRequest for a server's own key on a fresh connection, as PostgreSQL requires. The
-   * server answers nothing; it closes the connection, and so do we once the bytes are out.
+   * server answers nothing and closes the connection once it has signalled the backend: the
+   * returned future completes then (or after the connect timeout, or on failure), which is when the
+   * backend can no longer be hit by this cancel and may serve another client.
    */
-  public void cancel(EventLoop loop, Endpoint node, CancelRequest request) {
+  public Future<Void> cancel(EventLoop loop, Endpoint node, CancelRequest request) {
+    Promise<Void> done = loop.newPromise();
     new Bootstrap()
         .group(loop)
         .channel(transport.socketChannel())
@@ -85,11 +88,17 @@ public final class ServerConnector {
         .connect(node.host(), node.port())
         .addListener(
             (ChannelFuture f) -> {
-              if (f.isSuccess()) {
-                f.channel()
-                    .writeAndFlush(request.encode(f.channel().alloc()))
-                    .addListener(w -> f.channel().close());
+              if (!f.isSuccess()) {
+                done.trySuccess(null);
+                return;
               }
+              f.channel().closeFuture().addListener(c -> done.trySuccess(null));
+              f.channel().writeAndFlush(request.encode(f.channel().alloc()));
+              ScheduledFuture<?> giveUp =
+                  loop.schedule(
+                      () -> f.channel().close(), timeout.toMillis(), TimeUnit.MILLISECONDS);
+              done.addListener(d -> giveUp.cancel(false));
             });
+    return done;
   }
 }

@@ -4,8 +4,8 @@ import io.netty.channel.Channel;
 import io.netty.channel.EventLoop;
 import java.security.SecureRandom;
 import java.util.concurrent.ConcurrentHashMap;
-import org.cryoprotect.proxy.backend.ServerConnection;
 import org.cryoprotect.proxy.backend.ServerConnector;
+import org.cryoprotect.proxy.pool.PooledServer;
 import org.cryoprotect.proxy.protocol.backend.BackendKeyData;
 import org.cryoprotect.proxy.protocol.frontend.CancelRequest;
 
@@ -47,10 +47,24 @@ public final class CancelRegistry {
     if (client == null || client.keyData().secretKey() != request.secretKey()) {
       return; // PostgreSQL also ignores unknown keys silently: no oracle for guessing
     }
-    ServerConnection server = client.server();
+    PooledServer server = client.server();
     if (server != null) {
-      BackendKeyData key = server.keyData();
-      connector.cancel(loop, server.node(), new CancelRequest(key.processId(), key.secretKey()));
+      cancel(server, client, loop, connector);
     }
+  }
+
+  /**
+   * Cancels what {@code client} runs on {@code server}, if that is still the client's; the server
+   * connection is lent to nobody else until the server has taken the cancel.
+   */
+  static void cancel(
+      PooledServer server, ClientConnection client, EventLoop loop, ServerConnector connector) {
+    if (!server.beginCancel(client)) {
+      return; // given back meanwhile: the query it ran is over
+    }
+    BackendKeyData key = server.connection().keyData();
+    connector
+        .cancel(loop, server.node(), new CancelRequest(key.processId(), key.secretKey()))
+        .addListener(f -> server.cancelDone());
   }
 }

@@ -7,9 +7,9 @@ import io.netty.channel.ChannelHandlerContext;
 import java.net.InetSocketAddress;
 import java.util.Map;
 import java.util.concurrent.ScheduledFuture;
-import org.cryoprotect.proxy.backend.ServerConnection;
 import org.cryoprotect.proxy.config.ProxyConfig.Database;
 import org.cryoprotect.proxy.metrics.ProxyMetrics;
+import org.cryoprotect.proxy.pool.PooledServer;
 import org.cryoprotect.proxy.protocol.SqlState;
 import org.cryoprotect.proxy.protocol.backend.Authentication.AuthenticationOk;
 import org.cryoprotect.proxy.protocol.backend.BackendKeyData;
@@ -35,7 +35,7 @@ public final class ClientConnection {
   private StartupMessage startup;
   private Database database;
   // Volatile: a CancelRequest arrives on another connection and reads it from its own loop.
-  private volatile ServerConnection server;
+  private volatile PooledServer server;
   private ScheduledFuture<?> loginTimeout;
   private String closeReason = "client disconnected";
   private boolean tls;
@@ -77,11 +77,11 @@ public final class ClientConnection {
     return startup == null ? null : startup.user();
   }
 
-  public ServerConnection server() {
+  public PooledServer server() {
     return server;
   }
 
-  void server(ServerConnection server) {
+  void server(PooledServer server) {
     this.server = server;
   }
 

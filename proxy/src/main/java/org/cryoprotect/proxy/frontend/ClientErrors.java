@@ -1,6 +1,7 @@
 package org.cryoprotect.proxy.frontend;
 
 import io.netty.buffer.ByteBuf;
+import io.netty.buffer.ByteBufAllocator;
 import io.netty.handler.codec.DecoderException;
 import java.io.IOException;
 import javax.net.ssl.SSLException;
@@ -65,6 +66,31 @@ final class ClientErrors {
         "server connection to "
             + node
             + " was lost during the transaction; it was rolled back unless it was committing");
+  }
+
+  /**
+   * The server connection broke while a COMMIT, or a write in an implicit transaction, awaited its
+   * answer: it may have committed or not, and the client must not be told it failed.
+   */
+  static ErrorResponse resolutionUnknown(Endpoint node) {
+    return ErrorResponse.of(
+        Severity.ERROR,
+        SqlState.TRANSACTION_RESOLUTION_UNKNOWN,
+        "server connection to "
+            + node
+            + " was lost while the transaction was committing; it may or may not have committed");
+  }
+
+  /**
+   * The server's 42P05 for a client's second Parse of a name, reworded with the client's name
+   * instead of the proxy's. Releases {@code frame}.
+   */
+  static ByteBuf duplicateStatement(ByteBuf frame, String clientName, ByteBufAllocator alloc) {
+    ErrorResponse error = ErrorResponse.decode('E', Frames.body(frame));
+    frame.release();
+    java.util.Map<Character, String> fields = new java.util.LinkedHashMap<>(error.fields());
+    fields.put('M', "prepared statement \"" + clientName + "\" already exists");
+    return new ErrorResponse('E', fields).encode(alloc);
   }
 
   /** The server's ErrorResponse {@code frame} decoded when it is FATAL or PANIC, else null. */

@@ -99,6 +99,11 @@ final class ClientSession extends ChannelInboundHandlerAdapter
   private boolean skipUntilSync; // the pool failed this batch: drop frames up to its Sync
   private boolean closing; // the client is gone: drain, clean up, return the connection
   private byte txStatus = ReadyForQuery.IDLE;
+  // Transaction control sent since the last ReadyForQuery (SqlScan bits): what a lost server
+  // connection means depends on them (a BEGIN not yet answered, a COMMIT in flight).
+  private int controlSent;
+  private ErrorResponse lossError; // the server's FATAL that is ending the connection, if any
+  private FailedTransaction failed; // the transaction died with its server connection
   private ScheduledFuture<?> drainDeadline;
   private long acquireStart;
 
@@ -131,15 +136,22 @@ final class ClientSession extends ChannelInboundHandlerAdapter
     this.statements =
         new StatementRenamer(
             transactionMode,
-            frontend.pools().prepared(),
+            frontend.pools().prepared(database.name(), pool.key().role()),
             () -> frontend.config().pool().preparedPerServer(),
-            frontend.metrics());
+            frontend.metrics(),
+            this::statementContext);
     this.stats = new SessionStats(pool, frontend.metrics(), database.name());
     this.view =
         new ClientView(
             client,
             () -> settings.desired().getOrDefault("application_name", ""),
             () -> statements.byName().size());
+  }
+
+  /** What fixes a prepared text's meaning besides the text: the search_path and the role. */
+  private String statementContext() {
+    Map<String, String> now = settings.desired();
+    return now.getOrDefault("search_path", "") + '\0' + now.getOrDefault("role", "");
   }
 
   // ---------------------------------------------------------------- login
@@ -187,6 +199,10 @@ final class ClientSession extends ChannelInboundHandlerAdapter
       }
       return;
     }
+    if (failed != null && server == null && !acquiring && backlog.isEmpty()) {
+      answerFailed(frame);
+      return;
+    }
     if (server == null && !acquiring && answeredWithoutServer(frame)) {
       return;
     }
@@ -218,8 +234,21 @@ final class ClientSession extends ChannelInboundHandlerAdapter
   }
 
   private boolean answerWithoutServer(ByteBuf frame) {
-    return LocalAnswers.withoutServer(
-        ctx, frame, frontend.pools().prepared(), statements.byName(), txStatus);
+    return LocalAnswers.withoutServer(ctx, frame, statements, txStatus);
+  }
+
+  /**
+   * The client's transaction failed with its server connection: the proxy answers as PostgreSQL.
+   */
+  private void answerFailed(ByteBuf frame) {
+    try {
+      if (failed.answer(ctx, frame, statements)) {
+        failed = null;
+        txStatus = ReadyForQuery.IDLE;
+      }
+    } catch (ProtocolException e) {
+      client.fatal(SqlState.PROTOCOL_VIOLATION, "malformed message: " + e.getMessage());
+    }
   }
 
   /** A body the proxy must read but cannot is a protocol violation, as the server would say. */
@@ -264,6 +293,10 @@ final class ClientSession extends ChannelInboundHandlerAdapter
     releaseBacklog();
     window.commit(ctx, false);
     if (server != null) {
+      if (pending.owesClient()) {
+        // Its query may run for long: stop it now rather than hold the connection until it ends.
+        CancelRegistry.cancel(server, client, loop(), frontend.connector());
+      }
       client.server(null);
       // Backpressure from this client no longer applies: drain the server at full speed.
       server.channel().config().setAutoRead(true);
@@ -319,11 +352,18 @@ final class ClientSession extends ChannelInboundHandlerAdapter
     unit.sent(type);
     switch (type) {
       case 'Q' -> {
-        if (!SqlScan.isPlainQuery(frame)) {
+        if (SqlScan.isPlainQuery(frame)) {
+          int from = frame.readerIndex() + Frames.HEADER;
+          noteControl(SqlScan.transactionControl(frame, from, frame.writerIndex() - 1));
+        } else {
           String sql = Query.textOrNull(frame); // malformed: the server answers for itself
           if (sql != null) {
             noteEffects(SqlScan.scan(sql));
+            noteControl(SqlScan.transactionControl(sql));
           }
+        }
+        if (transactionMode) {
+          statements.queried(server); // a simple Query drops the unnamed statement
         }
         pending.add(Kind.QUERY, true);
         write(frame);
@@ -415,8 +455,20 @@ final class ClientSession extends ChannelInboundHandlerAdapter
   }
 
   @Override
+  public void noteControl(int bits) {
+    controlSent |= bits;
+  }
+
+  @Override
   public void write(ByteBuf frame) {
     server.channel().write(frame, server.channel().voidPromise());
+  }
+
+  /** One of the proxy's own simple queries; like any Query it drops the unnamed statement. */
+  private void writeOwn(Kind kind, String sql) {
+    pending.add(kind, false);
+    server.unnamed(null);
+    write(Query.encode(ctx.alloc(), sql));
   }
 
   // ---------------------------------------------------------------- acquiring and preparing
@@ -524,12 +576,12 @@ final class ClientSession extends ChannelInboundHandlerAdapter
     unit.started(s.node());
     view.state("active", s.connection().keyData().processId());
     server.attach(this);
-    client.server(server.connection());
+    server.owner(client);
+    client.server(server);
     String check = checkoutSql();
     if (check != null) {
       preparing = true;
-      pending.add(check.equals(";") ? Kind.INJECTED : Kind.APPLY, false);
-      write(Query.encode(ctx.alloc(), check));
+      writeOwn(check.equals(";") ? Kind.INJECTED : Kind.APPLY, check);
       server.channel().flush();
     } else {
       ready();
@@ -637,6 +689,9 @@ final class ClientSession extends ChannelInboundHandlerAdapter
       default -> {}
     }
     if (head == null) {
+      if (type == 'E' && transactionMode && endsConnection(frame)) {
+        return; // unsolicited: the backend ended while the client held it (idle in transaction)
+      }
       log.debug("{}: reply '{}' nobody waited for", server, (char) type);
       toClient(frame, true);
       return;
@@ -661,6 +716,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter
         txStatus = ReadyForQuery.status(frame);
         if (head.toClient) {
           errorSent = false;
+          controlSent = 0;
         }
       }
       toClient(frame, head.toClient);
@@ -790,13 +846,11 @@ final class ClientSession extends ChannelInboundHandlerAdapter
     if (!misjudged && sqlState != null && sqlState.length() == 5) {
       frontend.metrics().error(sqlState.substring(0, 2), "server");
     }
-    ErrorResponse fatal = transactionMode ? ClientErrors.fatal(frame) : null;
-    if (fatal != null) {
-      // A FATAL from the server (shutting down, session terminated) ends that server connection,
-      // not the client's session: in transaction mode the client hears an ERROR and stays.
-      frame.release();
-      server.markBroken();
-      frame = fatal.withSeverity(Severity.ERROR).encode(ctx.alloc());
+    if (transactionMode && endsConnection(frame)) {
+      return;
+    }
+    if (head.kind == Kind.PARSE && head.duplicateOf != null) {
+      frame = ClientErrors.duplicateStatement(frame, head.duplicateOf, ctx.alloc());
     }
     errorSent = true;
     if (head.kind == Kind.BIND && head.statement != null && ClientErrors.isStalePlan(frame)) {
@@ -806,7 +860,24 @@ final class ClientSession extends ChannelInboundHandlerAdapter
     if (!extended) {
       return;
     }
-    pending.skipToSync(server);
+    pending.skipToSync(server, statements);
+  }
+
+  /**
+   * A FATAL from the server (terminated, shutting down) ends that server connection, not the
+   * client's session: what the client is told waits until the connection is gone, for what it means
+   * depends on what was in flight ({@link #failUnit}). Consumes {@code frame} when true.
+   */
+  private boolean endsConnection(ByteBuf frame) {
+    ErrorResponse fatal = ClientErrors.fatal(frame);
+    if (fatal == null) {
+      return false;
+    }
+    frame.release();
+    lossError = fatal.withSeverity(Severity.ERROR);
+    server.markBroken();
+    server.channel().close();
+    return true;
   }
 
   /** Nothing is outstanding and the server said ReadyForQuery: what next for the connection? */
@@ -838,13 +909,11 @@ final class ClientSession extends ChannelInboundHandlerAdapter
     if (transactionMode && (settings.captureNeeded() || unit.lsnNeeded())) {
       if (settings.captureNeeded()) {
         settings.captureStarted();
-        pending.add(Kind.SNAPSHOT, false);
-        write(Query.encode(ctx.alloc(), SessionSettings.SNAPSHOT_SQL));
+        writeOwn(Kind.SNAPSHOT, SessionSettings.SNAPSHOT_SQL);
       }
       if (unit.takeLsnNeeded()) {
         // After the client's commit, off its path: its ReadyForQuery is already on the way.
-        pending.add(Kind.LSN, false);
-        write(Query.encode(ctx.alloc(), LSN_SQL));
+        writeOwn(Kind.LSN, LSN_SQL);
       }
       server.channel().flush();
       return;
@@ -872,6 +941,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter
     midBatch = false;
     copyIn = false;
     errorSent = false;
+    controlSent = 0;
     txStatus = ReadyForQuery.IDLE;
     acquire();
   }
@@ -897,8 +967,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter
   }
 
   private void inject(String sql) {
-    pending.add(Kind.INJECTED, false);
-    write(Query.encode(ctx.alloc(), sql));
+    writeOwn(Kind.INJECTED, sql);
     server.channel().flush();
   }
 
@@ -944,10 +1013,12 @@ final class ClientSession extends ChannelInboundHandlerAdapter
     router.guard(lost.node()).lost("connection to " + lost.node() + " closed while in use");
     if (closing) {
       pending.clear();
+      lossError = null;
       return;
     }
     ctx.channel().config().setAutoRead(true);
     if (preparing && ++prepareAttempts < MAX_PREPARE_ATTEMPTS) {
+      lossError = null;
       // Nothing of the client's was sent yet: another connection will do.
       pending.clear();
       preparing = false;
@@ -956,12 +1027,14 @@ final class ClientSession extends ChannelInboundHandlerAdapter
     }
     if (!transactionMode) {
       pending.clear();
+      lossError = null;
       client.fatal(
           SqlState.CONNECTION_FAILURE, "server connection to " + lost.node() + " was lost");
       return;
     }
     if (window.isOpen() && unit.replayAvoiding(lost.node())) {
       pending.clear();
+      lossError = null;
       replay(ProxyMetrics.REPLAY_CONNECTION_LOST);
       return;
     }
@@ -970,24 +1043,55 @@ final class ClientSession extends ChannelInboundHandlerAdapter
 
   /**
    * The server connection broke under work that may not run again (it may write, or part of its
-   * reply already reached the client): the client gets 08006 for it, and the ReadyForQuery each of
-   * its Query, Sync and FunctionCall messages is owed, and keeps its session for the next
-   * transaction. What the transaction did is rolled back, unless the connection broke after the
-   * server committed: the same uncertainty a direct connection has.
+   * reply already reached the client). What the client is told is what the loss means for its
+   * transaction, never less:
+   *
+   * <ul>
+   *   <li>a COMMIT (or PREPARE TRANSACTION) was in flight, or a write in an implicit transaction:
+   *       the outcome is unknown, 08007, and the session is idle after it;
+   *   <li>a transaction was open (the last ReadyForQuery said 'T' or 'E', or a BEGIN was sent): it
+   *       failed, as PostgreSQL fails a transaction: the error, ReadyForQuery 'E', and 25P02 for
+   *       everything until the client ends it ({@link FailedTransaction}). Its later statements
+   *       never run outside it;
+   *   <li>otherwise (a read): the error (08006, or the server's FATAL as an ERROR), idle after.
+   * </ul>
+   *
+   * The client keeps its session: only between transactions is a lost server connection invisible.
    */
   private void failUnit(Endpoint node) {
     window.commit(ctx, false); // a partial reply of a unit that failed is not delivered
     unit.connectionLost(pending.awaits(Kind.LSN));
-    if (pending.answerLost(ctx, ClientErrors.connectionLost(node), errorSent, midBatch)) {
+    boolean owed = pending.owesClient();
+    ErrorResponse lost = lossError != null ? lossError : ClientErrors.connectionLost(node);
+    byte after = ReadyForQuery.IDLE;
+    if ((controlSent & SqlScan.COMMITS) != 0 && owed) {
+      lost = ClientErrors.resolutionUnknown(node);
+    } else if (txStatus != ReadyForQuery.IDLE || (controlSent & SqlScan.BEGINS) != 0) {
+      after = FailedTransaction.FAILED;
+      failed = new FailedTransaction(owed ? null : lost);
+    } else if (owed && !unit.isRead()) {
+      lost = ClientErrors.resolutionUnknown(node);
+    }
+    lossError = null;
+    controlSent = 0;
+    txStatus = after;
+    if (pending.answerLost(ctx, lost, errorSent, midBatch, after)) {
       skipUntilSync = true; // the rest of the batch is skipped, as the server would
       dropBacklogUntilSync();
     }
-    frontend.metrics().error("08", ProxyMetrics.PROXY);
-    txStatus = ReadyForQuery.IDLE;
+    if (owed) {
+      frontend.metrics().error(lost.sqlState().substring(0, 2), ProxyMetrics.PROXY);
+    }
     midBatch = false;
     copyIn = false;
     errorSent = false;
     pins.clear(); // the state they protected died with the connection
+    if (failed != null) {
+      ByteBuf frame;
+      while (!skipUntilSync && failed != null && (frame = backlog.poll()) != null) {
+        answerFailed(frame);
+      }
+    }
     ctx.flush();
     if (!backlog.isEmpty() && !skipUntilSync) {
       acquire();

@@ -22,11 +22,8 @@ final class LocalAnswers {
    * hear "ok". The replies are written, not flushed.
    */
   static boolean withoutServer(
-      ChannelHandlerContext ctx,
-      ByteBuf frame,
-      PreparedRegistry registry,
-      Map<String, PreparedRegistry.Entry> statements,
-      byte txStatus) {
+      ChannelHandlerContext ctx, ByteBuf frame, StatementRenamer renamer, byte txStatus) {
+    Map<String, PreparedRegistry.Entry> statements = renamer.byName();
     switch (Frames.type(frame)) {
       case 'P' -> {
         if (frame.readableBytes() <= Frames.HEADER
@@ -34,7 +31,10 @@ final class LocalAnswers {
           return false; // the unnamed statement (or no body): not decoded twice per message
         }
         Parse parse = Parse.decode(Frames.body(frame));
-        PreparedRegistry.Entry entry = registry.register(parse.query(), parse.paramTypes());
+        if (statements.containsKey(parse.name())) {
+          return false; // 42P05 from the server, with the batch skipped as it skips it
+        }
+        PreparedRegistry.Entry entry = renamer.register(parse);
         if (!entry.verified()) {
           return false;
         }

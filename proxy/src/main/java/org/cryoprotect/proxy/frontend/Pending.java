@@ -47,6 +47,9 @@ final class Pending {
   final boolean toClient;
   final String statement; // proxy statement name for PARSE and BIND, else null
   PreparedRegistry.Entry entry; // for PARSE: marked verified when the server accepts it
+  UnnamedStatement unnamed; // for PARSE of the unnamed statement: the client's statement
+  UnnamedStatement previous; // ... and the one it replaced, the client's again if skipped
+  String duplicateOf; // for PARSE: the client's name its 42P05 must say instead of the proxy's
 
   Pending(Kind kind, boolean toClient, String statement) {
     this.kind = kind;

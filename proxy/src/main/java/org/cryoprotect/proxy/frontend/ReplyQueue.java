@@ -62,14 +62,16 @@ final class ReplyQueue {
   /**
    * The head failed with an ErrorResponse in the extended protocol: the server skips every message
    * up to the Sync, so their replies will not come. Statements whose Parse was skipped or failed
-   * are not prepared on {@code server}.
+   * are not prepared on {@code server} ({@link StatementRenamer#parseFailed}).
    */
-  void skipToSync(PooledServer server) {
+  void skipToSync(PooledServer server, StatementRenamer statements) {
     Pending head = queue.pollFirst();
+    boolean skipped = false;
     while (head != null) {
-      if (head.kind == Kind.PARSE && head.statement != null) {
-        server.forgetPrepared(head.statement);
+      if (head.kind == Kind.PARSE) {
+        statements.parseFailed(head, server, skipped);
       }
+      skipped = true;
       head = queue.peekFirst();
       if (head == null || head.kind == Kind.SYNC) {
         return;
@@ -78,14 +80,28 @@ final class ReplyQueue {
     }
   }
 
+  /** Whether any reply still due is the client's (not only the proxy's own queries). */
+  boolean owesClient() {
+    for (Pending p : queue) {
+      if (p.toClient) {
+        return true;
+      }
+    }
+    return false;
+  }
+
   /**
    * The server connection broke: writes what each of the client's messages is owed (the {@code
-   * lost} error once per unit unless {@code errorSent}, and a ReadyForQuery for each Query, Sync
-   * and FunctionCall) and empties the queue. Returns true when the client's batch did not reach its
-   * Sync, so what it sends up to that Sync must be skipped, as the server would.
+   * lost} error once per unit unless {@code errorSent}, and a ReadyForQuery with {@code status} for
+   * each Query, Sync and FunctionCall) and empties the queue. Returns true when the client's batch
+   * did not reach its Sync, so what it sends up to that Sync must be skipped, as the server would.
    */
   boolean answerLost(
-      ChannelHandlerContext ctx, ErrorResponse lost, boolean errorSent, boolean midBatch) {
+      ChannelHandlerContext ctx,
+      ErrorResponse lost,
+      boolean errorSent,
+      boolean midBatch,
+      byte status) {
     boolean owed = !errorSent;
     boolean synced = true;
     for (Pending p : queue) {
@@ -96,7 +112,7 @@ final class ReplyQueue {
         if (owed) {
           ctx.write(lost.encode(ctx.alloc()));
         }
-        ctx.write(new ReadyForQuery(ReadyForQuery.IDLE).encode(ctx.alloc()));
+        ctx.write(new ReadyForQuery(status).encode(ctx.alloc()));
         owed = true;
         synced = true;
       } else {

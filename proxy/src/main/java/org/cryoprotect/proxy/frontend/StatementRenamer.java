@@ -5,6 +5,7 @@ import io.netty.buffer.ByteBufAllocator;
 import java.util.HashMap;
 import java.util.Map;
 import java.util.function.IntSupplier;
+import java.util.function.Supplier;
 import org.cryoprotect.proxy.frontend.Pending.Kind;
 import org.cryoprotect.proxy.metrics.ProxyMetrics;
 import org.cryoprotect.proxy.pool.PooledServer;
@@ -36,20 +37,39 @@ final class StatementRenamer {
     void local(Kind kind);
 
     void noteEffects(SqlScan.Effects effects);
+
+    /** A statement with these {@link SqlScan} transaction-control bits is about to run. */
+    void noteControl(int bits);
   }
 
   private final boolean rename;
   private final PreparedRegistry registry;
   private final IntSupplier perServer; // RELOAD may change it
   private final ProxyMetrics metrics;
+  private final Supplier<String> context; // what fixes a text's meaning: search_path, role
   private final Map<String, PreparedRegistry.Entry> byName = new HashMap<>();
+  private UnnamedStatement unnamed; // the client's unnamed statement (transaction mode), or null
 
   StatementRenamer(
-      boolean rename, PreparedRegistry registry, IntSupplier perServer, ProxyMetrics metrics) {
+      boolean rename,
+      PreparedRegistry registry,
+      IntSupplier perServer,
+      ProxyMetrics metrics,
+      Supplier<String> context) {
     this.rename = rename;
     this.registry = registry;
     this.perServer = perServer;
     this.metrics = metrics;
+    this.context = context;
+  }
+
+  PreparedRegistry registry() {
+    return registry;
+  }
+
+  /** The registry entry for a client's Parse of {@code query} now. */
+  PreparedRegistry.Entry register(Parse parse) {
+    return registry.register(parse.query(), parse.paramTypes(), context.get());
   }
 
   /** The client's statement names; cleared when DISCARD/DEALLOCATE ALL removes them. */
@@ -57,23 +77,34 @@ final class StatementRenamer {
     return byName;
   }
 
+  /*
+   * What survives a Sync, and so must follow the client from server connection to server
+   * connection (protocol docs, "Extended Query"): named statements (until Close) and the unnamed
+   * statement (until the next Parse of "" or simple Query). Portals, named or not, end with their
+   * transaction, and inside a transaction the server connection stays the client's, so they need
+   * nothing.
+   */
+
   void parse(ByteBuf frame, Link link) {
     int queryEnd = Parse.unnamedQueryEnd(frame);
     if (queryEnd >= 0
         && SqlScan.isPlain(frame, frame.readerIndex() + Frames.HEADER + 1, queryEnd)) {
-      link.expect(new Pending(Kind.PARSE, true, null)); // the usual unnamed Parse: not decoded
-      link.write(frame);
+      parseUnnamed(frame, null, link); // the usual unnamed Parse: not decoded
       return;
     }
     Parse parse = Parse.decode(Frames.body(frame));
     if (!rename || parse.name().isEmpty()) {
       link.noteEffects(SqlScan.scan(parse.query()));
-      link.expect(new Pending(Kind.PARSE, true, null));
-      link.write(frame);
+      parseUnnamed(frame, parse, link);
       return;
     }
     frame.release();
-    PreparedRegistry.Entry entry = registry.register(parse.query(), parse.paramTypes());
+    PreparedRegistry.Entry entry = register(parse);
+    PreparedRegistry.Entry existing = byName.get(parse.name());
+    if (existing != null) {
+      duplicate(existing, parse.name(), link);
+      return;
+    }
     byName.put(parse.name(), entry);
     if (link.server().hasPrepared(entry.name())) {
       link.local(Kind.LOCAL_PARSE_COMPLETE);
@@ -82,15 +113,46 @@ final class StatementRenamer {
     }
   }
 
+  /** A Parse of "" (or any Parse in session mode) goes to the server as it is. */
+  private void parseUnnamed(ByteBuf frame, Parse decoded, Link link) {
+    Pending pending = new Pending(Kind.PARSE, true, null);
+    if (rename) {
+      UnnamedStatement made = UnnamedStatement.of(frame, unnamed, decoded);
+      pending.unnamed = made;
+      pending.previous = unnamed;
+      unnamed = made;
+      link.server().unnamed(made);
+    }
+    link.expect(pending);
+    link.write(frame);
+  }
+
+  /**
+   * A Parse of a name the client already has: PostgreSQL answers 42P05 and the rest of the batch is
+   * skipped. The server says it (with the transaction semantics exact: an open transaction fails),
+   * by receiving the proxy-named Parse once more; the error is reworded with the client's name.
+   */
+  private void duplicate(PreparedRegistry.Entry existing, String clientName, Link link) {
+    ensurePrepared(existing, link);
+    Pending parse = new Pending(Kind.PARSE, true, null);
+    parse.duplicateOf = clientName;
+    link.expect(parse);
+    link.write(existing.parse().encode(link.alloc()));
+  }
+
   void bind(ByteBuf frame, Link link) {
     String name = rename ? Bind.statement(frame) : "";
     PreparedRegistry.Entry entry = name.isEmpty() ? null : byName.get(name);
     if (entry == null) {
+      if (rename && name.isEmpty()) {
+        ensureUnnamed(link);
+      }
       link.expect(new Pending(Kind.BIND, true, null)); // unnamed, or unknown: the server says so
       link.write(frame);
       return;
     }
     link.noteEffects(entry.effects());
+    link.noteControl(entry.control());
     ensurePrepared(entry, link);
     ByteBuf renamed = Bind.withStatement(link.alloc(), frame, entry.name());
     frame.release();
@@ -103,6 +165,9 @@ final class StatementRenamer {
     PreparedRegistry.Entry entry =
         rename && target.isStatement() ? byName.get(target.name()) : null;
     if (entry == null) {
+      if (rename && target.isStatement() && target.name().isEmpty()) {
+        ensureUnnamed(link);
+      }
       link.expect(new Pending(Kind.DESCRIBE, true, null));
       link.write(frame);
       return;
@@ -122,8 +187,67 @@ final class StatementRenamer {
       link.local(Kind.LOCAL_CLOSE_COMPLETE);
       return;
     }
+    if (rename && target.isStatement()) {
+      unnamed = null;
+      link.server().unnamed(null);
+    }
     link.expect(new Pending(Kind.CLOSE, true, null));
     link.write(frame);
+  }
+
+  /**
+   * Makes the server's unnamed statement the client's own before a Bind or Describe of "": Parse it
+   * again where another client's (or nobody's) is there, or Close the server's when the client has
+   * none, so that the server answers 26000 as it would have.
+   */
+  private void ensureUnnamed(Link link) {
+    PooledServer server = link.server();
+    Object there = server.unnamed();
+    if (unnamed != null) {
+      link.noteControl(unnamed.control());
+    }
+    if (there == unnamed) {
+      return;
+    }
+    if (unnamed == null) {
+      link.expect(new Pending(Kind.CLOSE, false, null));
+      link.write(new Target('C', Target.STATEMENT, "").encode(link.alloc()));
+    } else {
+      Pending parse = new Pending(Kind.PARSE, false, null);
+      parse.unnamed = unnamed;
+      parse.previous = unnamed;
+      link.expect(parse);
+      link.write(unnamed.encode(link.alloc()));
+    }
+    server.unnamed(unnamed);
+  }
+
+  /** A simple Query ran: PostgreSQL drops the unnamed statement. */
+  void queried(PooledServer server) {
+    unnamed = null;
+    server.unnamed(null);
+  }
+
+  /** The server refused (or skipped, with {@code skipped}) the Parse of {@code p}. */
+  void parseFailed(Pending p, PooledServer server, boolean skipped) {
+    if (p.statement != null) {
+      server.forgetPrepared(p.statement);
+    }
+    if (p.unnamed == null) {
+      return;
+    }
+    if (skipped) {
+      // The server never read it: it holds what it held before, which the proxy no longer knows.
+      server.unnamed(PooledServer.UNKNOWN_UNNAMED);
+      if (unnamed == p.unnamed) {
+        unnamed = p.previous;
+      }
+    } else {
+      server.unnamed(null); // PostgreSQL drops the old unnamed statement before parsing
+      if (unnamed == p.unnamed) {
+        unnamed = null;
+      }
+    }
   }
 
   private void ensurePrepared(PreparedRegistry.Entry entry, Link link) {

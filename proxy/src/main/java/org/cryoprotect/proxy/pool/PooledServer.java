@@ -32,6 +32,10 @@ public final class PooledServer {
   private final String nodeLabel;
   private final long createdNanos = System.nanoTime();
   private volatile ServerUser user;
+  // Cancels (DESIGN §2): guarded by this.
+  private Object owner; // whose cancel may reach this connection now, null when none
+  private int cancels; // CancelRequests sent whose connection the server has not closed yet
+  private Runnable afterCancels; // a release that waits for them
   // Guarded by the pool's lock.
   long idleSinceNanos = System.nanoTime();
   boolean forgotten;
@@ -40,6 +44,7 @@ public final class PooledServer {
   private Map<String, String> applied = Map.of();
   private final LinkedHashMap<String, Boolean> prepared = new LinkedHashMap<>(64, 0.75f, true);
   private final Set<String> closeBeforeParse = new HashSet<>();
+  private Object unnamed; // whose unnamed statement the server holds: null = none
   private boolean broken;
 
   PooledServer(ServerConnection connection, ServerPool pool) {
@@ -96,6 +101,53 @@ public final class PooledServer {
 
   void detach() {
     this.user = null;
+    synchronized (this) {
+      owner = null;
+    }
+  }
+
+  /** Cancels of {@code client} may reach this connection until it is given back. */
+  public synchronized void owner(Object client) {
+    owner = client;
+  }
+
+  /**
+   * A cancel of {@code client} is about to be sent for this connection: true when it is still the
+   * client's, and then the connection is not lent to anyone else until {@link #cancelDone}. Without
+   * this, a cancel that arrives after the client's query ended could stop another client's query.
+   */
+  public synchronized boolean beginCancel(Object client) {
+    if (owner == null || owner != client) {
+      return false;
+    }
+    cancels++;
+    return true;
+  }
+
+  public void cancelDone() {
+    Runnable release;
+    synchronized (this) {
+      if (--cancels > 0 || afterCancels == null) {
+        return;
+      }
+      release = afterCancels;
+      afterCancels = null;
+    }
+    release.run();
+  }
+
+  /** True when no cancel is in flight; else {@code release} runs once the last one is done. */
+  synchronized boolean settled(Runnable release) {
+    if (cancels == 0) {
+      return true;
+    }
+    afterCancels = release;
+    return false;
+  }
+
+  /** A cancel is in flight for this connection (SHOW SERVERS: sv_being_canceled). */
+  public synchronized boolean beingCanceled() {
+    return cancels > 0;
   }
 
   public boolean isUsable() {
@@ -153,6 +205,21 @@ public final class PooledServer {
 
   public boolean takeCloseBeforeParse(String name) {
     return closeBeforeParse.remove(name);
+  }
+
+  /** What {@link #unnamed()} holds when the proxy cannot tell what the server's is. */
+  public static final Object UNKNOWN_UNNAMED = new Object();
+
+  /**
+   * The unnamed statement the server holds: the client's own statement object that last made it,
+   * null when there is none, {@link #UNKNOWN_UNNAMED} when nobody knows (a skipped Parse).
+   */
+  public Object unnamed() {
+    return unnamed;
+  }
+
+  public void unnamed(Object statement) {
+    this.unnamed = statement;
   }
 
   /** DEALLOCATE ALL or DISCARD ALL ran: nothing is prepared any more. */

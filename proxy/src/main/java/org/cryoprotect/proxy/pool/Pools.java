@@ -26,7 +26,10 @@ public final class Pools implements AutoCloseable {
   private final ServerConnector connector;
   private final ConcurrentHashMap<PoolKey, ServerPool> pools = new ConcurrentHashMap<>();
   private final ConcurrentHashMap<String, AtomicInteger> perDatabase = new ConcurrentHashMap<>();
-  private final PreparedRegistry prepared = new PreparedRegistry();
+  private final ConcurrentHashMap<List<String>, PreparedRegistry> prepared =
+      new ConcurrentHashMap<>();
+  private final java.util.concurrent.atomic.AtomicLong statementNames =
+      new java.util.concurrent.atomic.AtomicLong();
   private final ScheduledFuture<?> maintenance;
   private final EventLoop maintenanceLoop;
   private static final String ALL = "";
@@ -96,9 +99,26 @@ public final class Pools implements AutoCloseable {
     }
   }
 
-  public PreparedRegistry prepared() {
-    return prepared;
+  /** The prepared statements of {@code database}'s pools for server login {@code role}. */
+  public PreparedRegistry prepared(String database, String role) {
+    return prepared.computeIfAbsent(
+        List.of(database, role), k -> new PreparedRegistry(REGISTRY_BOUND, statementNames));
   }
+
+  /** Distinct statements remembered, all registries together (a metric). */
+  public int preparedCount() {
+    int n = 0;
+    for (PreparedRegistry registry : prepared.values()) {
+      n += registry.size();
+    }
+    return n;
+  }
+
+  /**
+   * Distinct statements remembered per (database, role). Far above what applications that use
+   * placeholders prepare; what bounds it is a client preparing texts with literals in them.
+   */
+  static final int REGISTRY_BOUND = 10_000;
 
   /** The pool of {@code database}'s primary for {@code role}. */
   public ServerPool pool(Database database, String role) {

@@ -370,6 +370,9 @@ public final class ServerPool {
   /** A clean server connection comes back: to the longest waiter, or to the idle list. */
   public void release(PooledServer server) {
     server.detach();
+    if (!server.settled(() -> release(server))) {
+      return; // a cancel is on its way to it: lent out now, it could stop another's query
+    }
     if (!server.isUsable()
         || server.ageNanos(System.nanoTime()) > limits().serverLifetime().toNanos()) {
       discard(server);

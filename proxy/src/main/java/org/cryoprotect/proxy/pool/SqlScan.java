@@ -120,6 +120,93 @@ public final class SqlScan {
     return true;
   }
 
+  // Transaction control at the start of a statement (DESIGN §2: what a lost server connection
+  // means for the client depends on whether a transaction was open or committing).
+  /** BEGIN or START TRANSACTION. */
+  public static final int BEGINS = 1;
+
+  /** COMMIT, END, PREPARE TRANSACTION, COMMIT PREPARED: an outcome that may be durable. */
+  public static final int COMMITS = 2;
+
+  /** ROLLBACK or ABORT (not ROLLBACK TO SAVEPOINT, not ROLLBACK PREPARED). */
+  public static final int ROLLS_BACK = 4;
+
+  /**
+   * The transaction control of a text {@link #isPlain(ByteBuf, int, int)} passed (one statement):
+   * read from its first two words in the bytes, nothing decoded.
+   */
+  public static int transactionControl(ByteBuf buf, int from, int to) {
+    int i = from;
+    while (i < to && isAsciiSpace(buf.getByte(i))) {
+      i++;
+    }
+    int start = i;
+    while (i < to && isAsciiLetter(buf.getByte(i))) {
+      i++;
+    }
+    int end = i;
+    while (i < to && isAsciiSpace(buf.getByte(i))) {
+      i++;
+    }
+    int next = i;
+    while (i < to && isAsciiLetter(buf.getByte(i))) {
+      i++;
+    }
+    String first = lowerWord(buf, start, end, FIRST_WORDS);
+    String second = lowerWord(buf, next, i, SECOND_WORDS);
+    return first == null ? 0 : control(first, second == null ? "" : second);
+  }
+
+  /** The transaction control of every statement of {@code sql}, or-ed. */
+  public static int transactionControl(String sql) {
+    int bits = 0;
+    for (String[] words : new Statements(sql.toLowerCase(Locale.ROOT))) {
+      bits |= control(words[0], words[1]);
+    }
+    return bits;
+  }
+
+  /**
+   * The transaction control of {@code sql} when it is one statement (a trailing ';' allowed), -1
+   * when it holds several: a client whose transaction failed may end it with one statement alone.
+   */
+  public static int singleStatementControl(String sql) {
+    int bits = -1;
+    for (String[] words : new Statements(sql.toLowerCase(Locale.ROOT))) {
+      if (bits >= 0) {
+        return -1;
+      }
+      bits = control(words[0], words[1]);
+    }
+    return Math.max(bits, 0);
+  }
+
+  private static final String[] FIRST_WORDS = {
+    "begin", "start", "commit", "end", "prepare", "rollback", "abort"
+  };
+  private static final String[] SECOND_WORDS = {"transaction", "to", "prepared"};
+
+  private static String lowerWord(ByteBuf buf, int start, int end, String[] words) {
+    for (String word : words) {
+      if (word.length() == end - start && matchesLower(buf, start, end, word)) {
+        return word;
+      }
+    }
+    return null;
+  }
+
+  private static int control(String first, String second) {
+    return switch (first) {
+      case "begin" -> BEGINS;
+      case "start" -> second.equals("transaction") ? BEGINS : 0;
+      case "commit", "end" -> COMMITS;
+      case "prepare" -> second.equals("transaction") ? COMMITS : 0;
+      case "rollback" -> second.equals("to") || second.equals("prepared") ? 0 : ROLLS_BACK;
+      case "abort" -> ROLLS_BACK;
+      default -> 0;
+    };
+  }
+
   private static boolean plainKeyword(ByteBuf buf, int start, int end) {
     for (String keyword : PLAIN) {
       if (keyword.length() == end - start && matchesLower(buf, start, end, keyword)) {
