@@ -98,6 +98,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter
   private boolean resetNeeded; // DISCARD ALL before the connection returns to the pool
   private boolean skipUntilSync; // the pool failed this batch: drop frames up to its Sync
   private boolean closing; // the client is gone: drain, clean up, return the connection
+  private boolean applyRefused; // the server refused the client's settings: it is being closed
   private byte txStatus = ReadyForQuery.IDLE;
   // Transaction control sent since the last ReadyForQuery (SqlScan bits): what a lost server
   // connection means depends on them (a BEGIN not yet answered, a COMMIT in flight).
@@ -778,10 +779,21 @@ final class ClientSession extends ChannelInboundHandlerAdapter
     }
     if (done.kind == Kind.PARSE && done.entry != null) {
       done.entry.verified(true);
-    } else if (done.kind == Kind.APPLY) {
+    } else if (done.kind == Kind.APPLY && !applyRefused) {
       server.applied(settings.desired());
     } else if (done.kind == Kind.SNAPSHOT) {
       server.applied(settings.captureDone());
+      for (Pin pin : settings.capturedPins()) {
+        if (pins.add(pin)) {
+          log.debug(
+              "client {} pinned to {} for {} (seen by the snapshot)",
+              client.address(),
+              server,
+              pin);
+          frontend.metrics().pin(pin.name().toLowerCase(java.util.Locale.ROOT));
+        }
+      }
+      pins.retainAll(settings.capturedPins()); // the snapshot sees all five: it is the truth
     }
   }
 
@@ -821,6 +833,15 @@ final class ClientSession extends ChannelInboundHandlerAdapter
     if (head.kind == Kind.INJECTED || head.kind == Kind.APPLY || head.kind == Kind.SNAPSHOT) {
       ErrorResponse error = ErrorResponse.decode('E', Frames.body(frame));
       frame.release();
+      if (head.kind == Kind.APPLY && Severity.ERROR.name().equals(error.severity())) {
+        // The server refused one of the client's own settings (a bad startup option, a role it
+        // may not take): the client's fault, answered as PostgreSQL answers it at login. The
+        // connection is sound and its settings unchanged (the apply is one implicit transaction).
+        applyRefused = true;
+        closing = true;
+        client.sendAndClose(error.withSeverity(Severity.FATAL).encode(ctx.alloc()));
+        return;
+      }
       if (preparing && !closing && prepareAttempts + 1 < MAX_PREPARE_ATTEMPTS) {
         // Nothing of the client's reached this connection yet (it died, or was terminated,
         // while idle): drop it and borrow another.
@@ -1010,7 +1031,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter
     view.state("idle", 0);
     client.server(null);
     lost.pool().discard(lost);
-    router.guard(lost.node()).lost("connection to " + lost.node() + " closed while in use");
+    router.lost(lost.node());
     if (closing) {
       pending.clear();
       lossError = null;

@@ -49,6 +49,7 @@ final class Pending {
   PreparedRegistry.Entry entry; // for PARSE: marked verified when the server accepts it
   UnnamedStatement unnamed; // for PARSE of the unnamed statement: the client's statement
   UnnamedStatement previous; // ... and the one it replaced, the client's again if skipped
+  String clientName; // for PARSE the client asked for: its name for the statement
   String duplicateOf; // for PARSE: the client's name its 42P05 must say instead of the proxy's
 
   Pending(Kind kind, boolean toClient, String statement) {

@@ -1,8 +1,11 @@
 package org.cryoprotect.proxy.frontend;
 
+import java.util.EnumSet;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
+import org.cryoprotect.proxy.pool.SqlScan;
 import org.cryoprotect.proxy.protocol.frontend.StartupMessage;
 
 /**
@@ -15,17 +18,36 @@ final class SessionSettings {
   private static final List<String> NOT_SETTINGS =
       List.of("user", "database", "replication", "options");
 
-  /** What the session parameters of a server connection are after the client's transaction. */
+  /**
+   * What the session parameters of a server connection are after the client's transaction, and
+   * which state that cannot move to another connection it holds now (rows named {@link #PIN}, one
+   * per {@link SqlScan.Pin}). Run after units that may have changed either, including opaque ones
+   * (DO, CALL, EXECUTE, SELECT INTO), whose effects no look at the SQL text can see.
+   */
   static final String SNAPSHOT_SQL =
       "SELECT name, setting FROM pg_catalog.pg_settings"
           + " WHERE source = 'session' AND name NOT IN ('role', 'session_authorization')"
           + " UNION ALL SELECT 'role', pg_catalog.current_setting('role')"
-          + " WHERE pg_catalog.current_setting('role') <> 'none'";
+          + " WHERE pg_catalog.current_setting('role') <> 'none'"
+          + " UNION ALL SELECT ' pin', 'TEMP_TABLE' WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_class"
+          + " WHERE relnamespace = pg_catalog.pg_my_temp_schema())"
+          + " UNION ALL SELECT ' pin', 'ADVISORY_LOCK' WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_locks"
+          + " WHERE locktype = 'advisory' AND pid = pg_catalog.pg_backend_pid())"
+          + " UNION ALL SELECT ' pin', 'LISTEN' WHERE EXISTS"
+          + " (SELECT 1 FROM pg_catalog.pg_listening_channels())"
+          + " UNION ALL SELECT ' pin', 'HOLD_CURSOR' WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_cursors"
+          + " WHERE is_holdable)"
+          + " UNION ALL SELECT ' pin', 'PREPARE' WHERE EXISTS"
+          + " (SELECT 1 FROM pg_catalog.pg_prepared_statements WHERE from_sql)";
+
+  /** The name of a snapshot row that reports a pin. */
+  static final String PIN = " pin";
 
   private final Map<String, String> startup;
   private Map<String, String> desired;
   private boolean captureNeeded; // the client may have changed settings since the last capture
   private Map<String, String> captured; // rows of the capture in flight, else null
+  private final EnumSet<SqlScan.Pin> capturedPins = EnumSet.noneOf(SqlScan.Pin.class);
 
   SessionSettings(StartupMessage startupMessage) {
     this.startup = of(startupMessage);
@@ -50,11 +72,21 @@ final class SessionSettings {
   void captureStarted() {
     captureNeeded = false;
     captured = new LinkedHashMap<>();
+    capturedPins.clear();
   }
 
   /** One row (name, setting) of the capture's reply. */
   void captured(List<String> row) {
-    captured.put(row.get(0), row.get(1));
+    if (PIN.equals(row.get(0))) {
+      capturedPins.add(SqlScan.Pin.valueOf(row.get(1)));
+    } else {
+      captured.put(row.get(0), row.get(1));
+    }
+  }
+
+  /** The state the last capture found that pins the client to its server connection. */
+  Set<SqlScan.Pin> capturedPins() {
+    return capturedPins;
   }
 
   /**

@@ -109,7 +109,7 @@ final class StatementRenamer {
     if (link.server().hasPrepared(entry.name())) {
       link.local(Kind.LOCAL_PARSE_COMPLETE);
     } else {
-      prepareOnServer(entry, true, link);
+      prepareOnServer(entry, parse.name(), link);
     }
   }
 
@@ -233,6 +233,9 @@ final class StatementRenamer {
     if (p.statement != null) {
       server.forgetPrepared(p.statement);
     }
+    if (p.clientName != null && byName.get(p.clientName) == p.entry) {
+      byName.remove(p.clientName); // PostgreSQL makes no statement of a failed Parse
+    }
     if (p.unnamed == null) {
       return;
     }
@@ -252,12 +255,12 @@ final class StatementRenamer {
 
   private void ensurePrepared(PreparedRegistry.Entry entry, Link link) {
     if (!link.server().hasPrepared(entry.name())) {
-      prepareOnServer(entry, false, link);
+      prepareOnServer(entry, null, link);
     }
   }
 
   /** Sends the proxy-named Parse; its ParseComplete goes to the client only if it asked. */
-  private void prepareOnServer(PreparedRegistry.Entry entry, boolean clientAsked, Link link) {
+  private void prepareOnServer(PreparedRegistry.Entry entry, String clientName, Link link) {
     PooledServer server = link.server();
     if (server.takeCloseBeforeParse(entry.name())) {
       closeOnServer(entry.name(), link);
@@ -268,8 +271,9 @@ final class StatementRenamer {
       metrics.preparedEviction();
     }
     metrics.serverPrepare();
-    Pending parse = new Pending(Kind.PARSE, clientAsked, entry.name());
+    Pending parse = new Pending(Kind.PARSE, clientName != null, entry.name());
     parse.entry = entry;
+    parse.clientName = clientName;
     link.expect(parse);
     link.write(entry.parse().encode(link.alloc()));
   }

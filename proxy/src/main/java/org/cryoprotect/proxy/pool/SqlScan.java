@@ -64,9 +64,7 @@ public final class SqlScan {
           "explain",
           "lock",
           "truncate",
-          "merge",
-          "call",
-          "do");
+          "merge");
 
   /**
    * A Simple Query frame whose text is one NUL-terminated string {@link #isPlain(ByteBuf, int,
@@ -101,6 +99,9 @@ public final class SqlScan {
     }
     if (!plainKeyword(buf, start, i)) {
       return false;
+    }
+    if ((buf.getByte(start) | 0x20) == 's' && containsLower(buf, i, to, "into")) {
+      return false; // SELECT ... INTO may create a table: scan it
     }
     int semicolon = buf.indexOf(i, to, (byte) ';');
     if (semicolon >= 0) {
@@ -216,6 +217,15 @@ public final class SqlScan {
     return false;
   }
 
+  private static boolean containsLower(ByteBuf buf, int from, int to, String word) {
+    for (int k = from; k + word.length() <= to; k++) {
+      if (matchesLower(buf, k, to, word)) {
+        return true;
+      }
+    }
+    return false;
+  }
+
   /** {@code buf[at...]} equals lower-case ASCII {@code word}, ignoring the case of letters. */
   private static boolean matchesLower(ByteBuf buf, int at, int to, String word) {
     if (to - at < word.length()) {
@@ -272,6 +282,14 @@ public final class SqlScan {
           }
         }
         case "reset" -> session = true;
+        // Opaque: a body or a stored statement may change settings or make temporary objects;
+        // the snapshot after the unit says what they did (SessionSettings.SNAPSHOT_SQL).
+        case "do", "call", "execute" -> session = true;
+        case "select" -> {
+          if (lower.contains("into")) {
+            session = true;
+          }
+        }
         case "discard" -> {
           session = true;
           if (second.equals("all")) {

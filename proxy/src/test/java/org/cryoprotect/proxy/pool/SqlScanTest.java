@@ -51,6 +51,46 @@ class SqlScanTest {
     assertThat(SqlScan.scan(sql).changesSession()).as(sql).isTrue();
   }
 
+  /** What no look at the text can judge is followed by the state probe (settings and pins). */
+  @ParameterizedTest
+  @ValueSource(
+      strings = {
+        "DO $$ begin execute 'set search_path = s1'; end $$",
+        "do language plpgsql $$ begin perform 1; end $$",
+        "CALL refresh_everything()",
+        "EXECUTE stmt(1)",
+        "SELECT 1 AS a INTO TEMP tt",
+        "select * into unlogged copy_of_t from t"
+      })
+  void opaqueStatementsAreProbedAfterwards(String sql) {
+    assertThat(SqlScan.scan(sql).changesSession()).as(sql).isTrue();
+    byte[] utf8 = sql.getBytes(StandardCharsets.UTF_8);
+    ByteBuf buf = Unpooled.wrappedBuffer(utf8);
+    assertThat(SqlScan.isPlain(buf, 0, utf8.length)).as(sql).isFalse();
+    buf.release();
+  }
+
+  /** The common path pays nothing: pgbench's statements are plain on the byte path. */
+  @ParameterizedTest
+  @ValueSource(
+      strings = {
+        "BEGIN;",
+        "UPDATE pgbench_accounts SET abalance = abalance + -4321 WHERE aid = 77;",
+        "SELECT abalance FROM pgbench_accounts WHERE aid = 77;",
+        "UPDATE pgbench_tellers SET tbalance = tbalance + -4321 WHERE tid = 3;",
+        "UPDATE pgbench_branches SET bbalance = bbalance + -4321 WHERE bid = 1;",
+        "INSERT INTO pgbench_history (tid, bid, aid, delta, mtime)"
+            + " VALUES (3, 1, 77, -4321, CURRENT_TIMESTAMP);",
+        "END;"
+      })
+  void pgbenchStatementsAreNeverProbed(String sql) {
+    byte[] utf8 = sql.getBytes(StandardCharsets.UTF_8);
+    ByteBuf buf = Unpooled.wrappedBuffer(utf8);
+    assertThat(SqlScan.isPlain(buf, 0, utf8.length)).as(sql).isTrue();
+    buf.release();
+    assertThat(SqlScan.scan(sql).isNone()).as(sql).isTrue();
+  }
+
   @Test
   void pinsAndTheirReleases() {
     assertThat(SqlScan.scan("LISTEN jobs").pins()).containsExactly(Pin.LISTEN);
