@@ -13,6 +13,7 @@ import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ScheduledThreadPoolExecutor;
 import java.util.concurrent.TimeUnit;
 import java.util.function.Consumer;
+import java.util.function.Predicate;
 import java.util.function.ToIntFunction;
 import org.cryoprotect.proxy.admin.Readiness;
 import org.cryoprotect.proxy.config.ProxyConfig;
@@ -46,6 +47,7 @@ public final class HealthProbes implements Readiness, AutoCloseable {
   private volatile List<NodeProbe> probes; // config order; replaced whole, under this
   private volatile Map<String, List<NodeProbe>> byDatabase;
   private volatile Consumer<NodeHealth> listener = h -> {};
+  private volatile Predicate<Endpoint> admits = n -> true;
   private final Map<String, HikariDataSource> control = new ConcurrentHashMap<>();
   private volatile ProxyConfig config;
   private boolean started; // guarded by this
@@ -135,6 +137,14 @@ public final class HealthProbes implements Readiness, AutoCloseable {
     this.listener = listener;
   }
 
+  /**
+   * Whether the data plane would try a node now (its circuit breaker admits work): a primary that
+   * answers probes but whose breaker is open would still refuse logins, so it is not ready.
+   */
+  public void admitting(Predicate<Endpoint> admits) {
+    this.admits = admits;
+  }
+
   /** The latest result of each node of {@code database}: primary first, then the replicas. */
   public List<NodeHealth> database(String database) {
     List<NodeProbe> mine = byDatabase.getOrDefault(database, List.of());
@@ -219,8 +229,36 @@ public final class HealthProbes implements Readiness, AutoCloseable {
         scheduler.scheduleWithFixedDelay(() -> run(probe), 0, interval, TimeUnit.MILLISECONDS));
   }
 
+  /**
+   * Probes every database's view of {@code node} now, off schedule: a server connection to it was
+   * lost in use. One lost connection is no evidence against the node (an administrator ended a
+   * backend, a client's input made it FATAL); the probe says whether the node itself is unwell, and
+   * its failures count as any probe's do. Probes already asked for are not asked twice.
+   */
+  public void probeNow(Endpoint node) {
+    for (NodeProbe probe : probes) {
+      if (probe.target().node().equals(node) && probe.askNow()) {
+        try {
+          scheduler.execute(
+              () -> {
+                probe.asked();
+                run(probe);
+              });
+        } catch (java.util.concurrent.RejectedExecutionException closing) {
+          return;
+        }
+      }
+    }
+  }
+
   private void run(NodeProbe probe) {
     // An exception escaping a scheduled task would cancel every later run of it, silently.
+    synchronized (probe) { // a probe asked for now and the scheduled one take turns
+      runOnce(probe);
+    }
+  }
+
+  private void runOnce(NodeProbe probe) {
     try {
       NodeHealth before = probe.latest();
       NodeHealth after = probe.probe();
@@ -274,9 +312,12 @@ public final class HealthProbes implements Readiness, AutoCloseable {
     boolean ready = true;
     List<NodeStatus> nodes = new ArrayList<>();
     for (NodeHealth h : nodes()) {
+      boolean admitted = admits.test(h.node());
+      String detail = admitted || !h.up() ? h.detail() : "circuit breaker open";
       nodes.add(
-          new NodeStatus(h.database(), h.node().toString(), h.role().label(), h.up(), h.detail()));
-      if (h.role() == Role.PRIMARY && !h.usable()) {
+          new NodeStatus(
+              h.database(), h.node().toString(), h.role().label(), h.up() && admitted, detail));
+      if (h.role() == Role.PRIMARY && (!h.usable() || !admitted)) {
         ready = false;
       }
     }

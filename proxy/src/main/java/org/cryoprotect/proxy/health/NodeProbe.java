@@ -10,6 +10,7 @@ import java.time.Duration;
 import java.time.Instant;
 import java.util.Objects;
 import java.util.concurrent.ScheduledFuture;
+import java.util.concurrent.atomic.AtomicBoolean;
 import org.cryoprotect.proxy.config.ProxyConfig.Endpoint;
 import org.cryoprotect.proxy.config.ProxyConfig.ServerTls;
 import org.cryoprotect.proxy.health.NodeHealth.Role;
@@ -71,6 +72,7 @@ final class NodeProbe implements AutoCloseable {
   private final HikariDataSource pool;
   private volatile NodeHealth latest;
   private ScheduledFuture<?> task; // guarded by HealthProbes' lock
+  private final AtomicBoolean askedNow = new AtomicBoolean(); // an off-schedule run is queued
 
   NodeProbe(Target target, NodeHealth previous) {
     this.target = Objects.requireNonNull(target, "target");
@@ -127,6 +129,16 @@ final class NodeProbe implements AutoCloseable {
 
   NodeHealth latest() {
     return latest;
+  }
+
+  /** True when an off-schedule run should be queued (none is yet). */
+  boolean askNow() {
+    return askedNow.compareAndSet(false, true);
+  }
+
+  /** The queued off-schedule run starts: later losses may ask again. */
+  void asked() {
+    askedNow.set(false);
   }
 
   ScheduledFuture<?> task() {

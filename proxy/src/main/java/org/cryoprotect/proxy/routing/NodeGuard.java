@@ -33,11 +33,13 @@ import org.slf4j.LoggerFactory;
  * the retry policy for connecting to it, and how much work it has outstanding right now.
  *
  * <p>The breaker counts connection attempts (a timeout or a refusal is a failure, a connection
- * slower than {@code slow_call} a slow call) and server connections lost while in use. A health
- * probe that cannot reach the node opens it at once; one that reaches it again moves it to
- * half-open, so the next connection attempts test the node without waiting out {@code open_for}. An
- * error the server itself sent at login (wrong password, unknown database, too many clients) proves
- * the node is alive and counts as a success.
+ * slower than {@code slow_call} a slow call). A server connection lost while in use is not counted:
+ * one backend ended by an administrator, or by a client's own bad input, is no sign the node is
+ * unwell; it makes the router probe the node at once ({@link Router#lost}), and a node that is down
+ * fails that probe and the reconnects, which count. A health probe that cannot reach the node opens
+ * it at once; one that reaches it again moves it to half-open, so the next connection attempts test
+ * the node without waiting out {@code open_for}. An error the server itself sent at login (wrong
+ * password, unknown database, too many clients) proves the node is alive and counts as a success.
  */
 public final class NodeGuard {
   private static final Logger log = LoggerFactory.getLogger(NodeGuard.class);
@@ -263,12 +265,6 @@ public final class NodeGuard {
   }
 
   // ---------------------------------------------------------------- other evidence
-
-  /** A server connection to this node broke while in use. */
-  public void lost(String why) {
-    openReason = "server connection lost: " + why;
-    breaker.onError(0, TimeUnit.NANOSECONDS, new IllegalStateException(why));
-  }
 
   /**
    * A health probe of {@code prober} (the database whose probe it was) that began at {@code

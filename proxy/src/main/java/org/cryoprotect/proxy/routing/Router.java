@@ -47,6 +47,11 @@ public final class Router implements AutoCloseable {
     this.health = health;
     this.metrics = metrics;
     health.listen(this::observed);
+    health.admitting(
+        node -> {
+          NodeGuard g = guards.get(node);
+          return g == null || g.admits();
+        });
   }
 
   /**
@@ -66,6 +71,16 @@ public final class Router implements AutoCloseable {
   public NodeGuard guard(Endpoint node) {
     return guards.computeIfAbsent(
         node, n -> new NodeGuard(n, config.resilience(), metrics, g -> whenOpened.accept(g)));
+  }
+
+  /**
+   * A server connection to {@code node} closed while a client used it. Not counted against the
+   * node's breaker: a single backend ended by an administrator, or made to end by one client's
+   * input, says nothing about the node. The node is probed at once instead; if it is down, the
+   * probe and the reconnects fail, and those count.
+   */
+  public void lost(Endpoint node) {
+    health.probeNow(node);
   }
 
   /** Breaker state of {@code node} as a {@link org.cryoprotect.proxy.metrics.NodeStats} state. */

@@ -205,7 +205,8 @@ class FailoverIT {
             .limit(8)
             .forEach(s -> System.out.println("[FailoverIT]   " + s));
         assertThat(failed).isNotEmpty();
-        assertThat(states.keySet()).isSubsetOf("08006", "57P01", "57P03");
+        // 08007: a write whose connection died while it committed; its outcome is unknown.
+        assertThat(states.keySet()).isSubsetOf("08006", "08007", "57P01", "57P03");
         assertThat(writers.successesBetween(openSeen, window)).isZero();
 
         List<Long> fast =
@@ -457,7 +458,7 @@ class FailoverIT {
             .distinct()
             .limit(8)
             .forEach(s -> System.out.println("[FailoverIT]   " + s));
-        assertThat(states.keySet()).isNotEmpty().isSubsetOf("08006");
+        assertThat(states.keySet()).isNotEmpty().isSubsetOf("08006", "08007");
         assertThat(Duration.ofNanos(slowestWrite)).isLessThan(Duration.ofSeconds(5));
         printFailures(readers.failures());
         if (!readers.failures().isEmpty()) {
