@@ -84,6 +84,10 @@ final class ClientSession extends ChannelInboundHandlerAdapter
   private final SessionSettings settings;
   private final StatementRenamer statements;
   private final EnumSet<Pin> pins = EnumSet.noneOf(Pin.class);
+  // Pins the client's statements made or lifted after the state probe in flight was sent: the
+  // server runs them after the probe, so the probe's answer cannot know of them.
+  private final EnumSet<Pin> pinnedSinceProbe = EnumSet.noneOf(Pin.class);
+  private final EnumSet<Pin> releasedSinceProbe = EnumSet.noneOf(Pin.class);
 
   private final ArrayDeque<ByteBuf> backlog = new ArrayDeque<>();
   private final ReplyQueue pending = new ReplyQueue();
@@ -442,11 +446,15 @@ final class ClientSession extends ChannelInboundHandlerAdapter
     }
     if (!effects.releases().isEmpty()) {
       pins.removeAll(effects.releases());
+      releasedSinceProbe.addAll(effects.releases());
+      pinnedSinceProbe.removeAll(effects.releases());
     }
     if (!effects.pins().isEmpty()) {
       if (!pins.containsAll(effects.pins())) {
         log.debug("client {} pinned to {} for {}", client.address(), server, effects.pins());
       }
+      pinnedSinceProbe.addAll(effects.pins());
+      releasedSinceProbe.removeAll(effects.pins());
       for (Pin pin : effects.pins()) {
         if (pins.add(pin)) {
           frontend.metrics().pin(pin.name().toLowerCase(java.util.Locale.ROOT));
@@ -783,7 +791,15 @@ final class ClientSession extends ChannelInboundHandlerAdapter
       server.applied(settings.desired());
     } else if (done.kind == Kind.SNAPSHOT) {
       server.applied(settings.captureDone());
+      // The probe is the truth about the state before it; the client's statements sent after it
+      // (it may pipeline while it holds the connection) are judged by their text until the next.
+      EnumSet<Pin> held = EnumSet.copyOf(pinnedSinceProbe);
       for (Pin pin : settings.capturedPins()) {
+        if (!releasedSinceProbe.contains(pin)) {
+          held.add(pin);
+        }
+      }
+      for (Pin pin : held) {
         if (pins.add(pin)) {
           log.debug(
               "client {} pinned to {} for {} (seen by the snapshot)",
@@ -793,7 +809,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter
           frontend.metrics().pin(pin.name().toLowerCase(java.util.Locale.ROOT));
         }
       }
-      pins.retainAll(settings.capturedPins()); // the snapshot sees all five: it is the truth
+      pins.retainAll(held);
     }
   }
 
@@ -930,6 +946,8 @@ final class ClientSession extends ChannelInboundHandlerAdapter
     if (transactionMode && (settings.captureNeeded() || unit.lsnNeeded())) {
       if (settings.captureNeeded()) {
         settings.captureStarted();
+        pinnedSinceProbe.clear();
+        releasedSinceProbe.clear();
         writeOwn(Kind.SNAPSHOT, SessionSettings.SNAPSHOT_SQL);
       }
       if (unit.takeLsnNeeded()) {
