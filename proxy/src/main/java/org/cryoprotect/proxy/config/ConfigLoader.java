@@ -26,6 +26,7 @@ import org.cryoprotect.proxy.config.ProxyConfig.Database;
 import org.cryoprotect.proxy.config.ProxyConfig.Endpoint;
 import org.cryoprotect.proxy.config.ProxyConfig.Health;
 import org.cryoprotect.proxy.config.ProxyConfig.Limits;
+import org.cryoprotect.proxy.config.ProxyConfig.Migrate;
 import org.cryoprotect.proxy.config.ProxyConfig.Pool;
 import org.cryoprotect.proxy.config.ProxyConfig.PoolMode;
 import org.cryoprotect.proxy.config.ProxyConfig.ReadYourWrites;
@@ -57,7 +58,8 @@ public final class ConfigLoader {
           "databases",
           "users",
           "health",
-          "resilience");
+          "resilience",
+          "migrate");
   private static final ObjectMapper YAML = new ObjectMapper(new YAMLFactory());
 
   private ConfigLoader() {}
@@ -155,6 +157,10 @@ public final class ConfigLoader {
     Map<String, User> users = users(root.child("users"));
     Health health = health(root.child("health"));
     Resilience resilience = resilience(root.child("resilience"));
+    ConfigNode migrateNode = root.child("migrate");
+    Migrate migrate =
+        new Migrate(migrateNode.string("user", "postgres"), migrateNode.string("password", null));
+    migrateNode.rejectUnknownKeys();
     root.rejectUnknownKeys();
     return new ProxyConfig(
         listen,
@@ -167,7 +173,8 @@ public final class ConfigLoader {
         databases,
         users,
         health,
-        resilience);
+        resilience,
+        migrate);
   }
 
   private static Resilience resilience(ConfigNode node) throws ConfigException {

@@ -21,7 +21,8 @@ public record ProxyConfig(
     Map<String, Database> databases,
     Map<String, User> users,
     Health health,
-    Resilience resilience) {
+    Resilience resilience,
+    Migrate migrate) {
 
   /** The pool mode for a client of {@code database} logging in as {@code user}. */
   public PoolMode poolMode(Database database, String user) {
@@ -125,6 +126,17 @@ public record ProxyConfig(
    * Control-plane health probes of every node. {@code user} and {@code password} null: the
    * database's own server login, else {@code auth.auth_user}, else {@code postgres}.
    */
+  /**
+   * The owner login {@code cryoproxy migrate} applies {@code sql/} with, on every database's
+   * primary: not a login clients are ever mapped to.
+   */
+  public record Migrate(String user, String password) {
+    @Override
+    public String toString() {
+      return "Migrate[user=" + user + "]";
+    }
+  }
+
   public record Health(Duration interval, Duration timeout, String user, String password) {
     @Override
     public String toString() {

@@ -89,6 +89,26 @@ class CliIT {
   }
 
   @Test
+  void migrateAppliesTheMigrationsTheJarCarries(PgCluster pg) throws Exception {
+    pg.createDatabase("cli_migrated");
+    Path config = dir.resolve("migrate.yaml");
+    Files.writeString(
+        config,
+        "migrate: { user: "
+            + PgCluster.SUPERUSER
+            + ", password: "
+            + PgCluster.SUPERUSER_PASSWORD
+            + " }\n"
+            + RunningProxy.database("app", "cli_migrated", "127.0.0.1", pg.primary().port()));
+    Result first = run("migrate", "--config", config.toString());
+    assertThat(first.exit()).as(first.err()).isZero();
+    assertThat(first.out()).contains("applied 1 roles", "applied 3 audit");
+    Result again = run("migrate", "--config", config.toString());
+    assertThat(again.exit()).as(again.err()).isZero();
+    assertThat(again.out()).contains("up to date at version 3");
+  }
+
+  @Test
   void runServesQueriesAndShutsDownGracefullyOnSigterm(PgCluster pg) throws Exception {
     int port = freePort();
     Path config = dir.resolve("cryoproxy.yaml");
