@@ -313,7 +313,7 @@ public final class HealthProbes implements Readiness, AutoCloseable {
     List<NodeStatus> nodes = new ArrayList<>();
     for (NodeHealth h : nodes()) {
       boolean admitted = admits.test(h.node());
-      String detail = admitted || !h.up() ? h.detail() : "circuit breaker open";
+      String detail = admitted || !h.up() ? h.publicDetail() : "circuit breaker open";
       nodes.add(
           new NodeStatus(
               h.database(), h.node().toString(), h.role().label(), h.up() && admitted, detail));

@@ -12,7 +12,9 @@ import org.cryoprotect.proxy.config.ProxyConfig.Endpoint;
  * <p>{@code lsn} is the primary's {@code pg_current_wal_lsn()} or the replica's {@code
  * pg_last_wal_replay_lsn()}, as a 64-bit WAL position; 0 (PostgreSQL's InvalidXLogRecPtr) when
  * unknown. Lag is 0 on a node that is not in recovery. {@code error} says why the probe failed and
- * is null when {@code up}. {@code checkedAt} is null until the first probe has finished.
+ * is null when {@code up}; {@code reason} says it in a few words that reveal nothing of the server
+ * (for {@code /health/ready}, which anyone who reaches the admin port may read; the full text goes
+ * to the log). {@code checkedAt} is null until the first probe has finished.
  */
 public record NodeHealth(
     String database,
@@ -24,6 +26,7 @@ public record NodeHealth(
     long lagBytes,
     long lsn,
     String error,
+    String reason,
     Instant checkedAt) {
   private static final long WAL_PAGE = 8192;
   private static final long PAGE_HEADER = 24;
@@ -40,11 +43,13 @@ public record NodeHealth(
 
   /** Before the first probe: down, so that readiness is not claimed before anything was checked. */
   static NodeHealth notProbed(String database, Endpoint node, Role role) {
-    return new NodeHealth(database, node, role, false, false, 0, 0, 0, "not probed yet", null);
+    return new NodeHealth(
+        database, node, role, false, false, 0, 0, 0, "not probed yet", "not probed yet", null);
   }
 
-  static NodeHealth down(String database, Endpoint node, Role role, String error, Instant at) {
-    return new NodeHealth(database, node, role, false, false, 0, 0, 0, error, at);
+  static NodeHealth down(
+      String database, Endpoint node, Role role, String error, String reason, Instant at) {
+    return new NodeHealth(database, node, role, false, false, 0, 0, 0, error, reason, at);
   }
 
   /**
@@ -76,7 +81,7 @@ public record NodeHealth(
       }
     }
     return new NodeHealth(
-        database, node, role, true, inRecovery, lagSeconds, lagBytes, lsn, null, at);
+        database, node, role, true, inRecovery, lagSeconds, lagBytes, lsn, null, null, at);
   }
 
   /** {@code 16/B374D848} as a 64-bit WAL position; null (SQL NULL) is 0. */
@@ -111,9 +116,15 @@ public record NodeHealth(
 
   /** Why the node is not usable in its configured role, or {@code ""}. */
   public String detail() {
-    if (!up) {
-      return error;
-    }
+    return up ? roleDetail() : error;
+  }
+
+  /** {@link #detail()} with the probe's error reduced to its {@link #reason}. */
+  public String publicDetail() {
+    return up ? roleDetail() : reason;
+  }
+
+  private String roleDetail() {
     if (role == Role.PRIMARY && inRecovery) {
       return "in recovery: a standby, cannot take writes";
     }

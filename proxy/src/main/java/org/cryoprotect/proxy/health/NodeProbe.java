@@ -1,7 +1,6 @@
 package org.cryoprotect.proxy.health;
 
 import com.zaxxer.hikari.HikariConfig;
-import com.zaxxer.hikari.HikariDataSource;
 import java.sql.Connection;
 import java.sql.ResultSet;
 import java.sql.SQLException;
@@ -20,19 +19,17 @@ import org.postgresql.ds.PGSimpleDataSource;
  * Probes one node of one database over JDBC, on whatever thread calls {@link #probe}; never an
  * event loop. Keeps the latest result.
  *
- * <p>Why a HikariCP pool of one rather than {@code DriverManager} per probe: the connection
- * survives between probes, so a probe costs one round trip instead of a backend fork and a login
- * every interval on every node (and no connection-log noise on the server); when the connection
- * dies (server restarted, session killed) HikariCP's validation on borrow replaces it within the
- * same probe, bounded by {@code connectionTimeout}. It is also the control-plane building block
- * DESIGN §1 names. The pgJDBC data source is configured directly, not through a JDBC URL: with a
- * URL, HikariCP sets the JVM-wide {@code DriverManager} login timeout.
+ * <p>One connection, kept between probes, so a probe costs one round trip instead of a backend fork
+ * and a login every interval on every node (and no connection-log noise on the server). When the
+ * kept connection fails (server restarted, session killed), the same probe connects afresh once. A
+ * probe after a failed one always connects afresh, at once: no pool stands in between. (A HikariCP
+ * pool of one did before; after an outage its connection creator backed off for seconds, so the
+ * probes saw a restarted primary several seconds late and its breaker stayed open.)
  *
- * <p>Every wait is bounded by {@code health.timeout}: borrowing (connect + TLS + login, or
- * validating an idle connection) by HikariCP's {@code connectionTimeout}, and the query by the
- * connection's network timeout, which also ends a probe of a server that stopped answering without
- * closing the socket (SIGSTOP, a dropped network). A probe therefore takes at most about twice the
- * timeout.
+ * <p>Every wait is bounded by {@code health.timeout}: connecting (connect + TLS + login) by
+ * pgJDBC's connect and login timeouts, and the query by the connection's network timeout, which
+ * also ends a probe of a server that stopped answering without closing the socket (SIGSTOP, a
+ * dropped network). A probe therefore takes at most about three times the timeout.
  */
 final class NodeProbe implements AutoCloseable {
   /**
@@ -69,14 +66,15 @@ final class NodeProbe implements AutoCloseable {
   }
 
   private final Target target;
-  private final HikariDataSource pool;
+  private final PGSimpleDataSource source;
+  private volatile Connection connection; // kept between probes; changed under this
   private volatile NodeHealth latest;
   private ScheduledFuture<?> task; // guarded by HealthProbes' lock
   private final AtomicBoolean askedNow = new AtomicBoolean(); // an off-schedule run is queued
 
   NodeProbe(Target target, NodeHealth previous) {
     this.target = Objects.requireNonNull(target, "target");
-    this.pool = new HikariDataSource(poolConfig(target, "health", 1));
+    this.source = dataSource(target, "health");
     this.latest =
         previous != null
             ? previous
@@ -85,6 +83,33 @@ final class NodeProbe implements AutoCloseable {
 
   /** A HikariCP pool of {@code size} to the target's node; {@code purpose} names it. */
   static HikariConfig poolConfig(Target target, String purpose, int size) {
+    long timeoutMs = target.timeout().toMillis();
+    HikariConfig config = new HikariConfig();
+    config.setPoolName(
+        "cryoproxy-"
+            + purpose
+            + "-"
+            + target.database()
+            + "-"
+            + target.role().label()
+            + "-"
+            + target.node());
+    // The data source directly, not a JDBC URL: with a URL, HikariCP sets the JVM-wide
+    // DriverManager login timeout.
+    config.setDataSource(dataSource(target, purpose));
+    config.setMaximumPoolSize(size);
+    // No idle minimum: HikariCP would otherwise keep reconnecting to a down node in the background.
+    config.setMinimumIdle(0);
+    config.setConnectionTimeout(timeoutMs);
+    config.setValidationTimeout(timeoutMs);
+    // Do not connect while building the pool: a node down at start-up must just be down.
+    config.setInitializationFailTimeout(-1);
+    config.setReadOnly(true);
+    return config;
+  }
+
+  /** pgJDBC's data source for the target's node, bounded by {@code health.timeout}. */
+  static PGSimpleDataSource dataSource(Target target, String purpose) {
     long timeoutMs = target.timeout().toMillis();
     int timeoutSeconds = (int) Math.max(1, (timeoutMs + 999) / 1000); // pgJDBC counts seconds
     PGSimpleDataSource ds = new PGSimpleDataSource();
@@ -100,27 +125,7 @@ final class NodeProbe implements AutoCloseable {
     if (target.tls().caFile() != null) {
       ds.setSslRootCert(target.tls().caFile().toString());
     }
-    HikariConfig config = new HikariConfig();
-    config.setPoolName(
-        "cryoproxy-"
-            + purpose
-            + "-"
-            + target.database()
-            + "-"
-            + target.role().label()
-            + "-"
-            + target.node());
-    config.setDataSource(ds);
-    config.setMaximumPoolSize(size);
-    // No idle minimum: HikariCP would otherwise keep reconnecting to a down node in the background
-    // between probes; it connects only when a probe asks.
-    config.setMinimumIdle(0);
-    config.setConnectionTimeout(timeoutMs);
-    config.setValidationTimeout(timeoutMs);
-    // Do not connect while building the pool: a node down at start-up must just probe as down.
-    config.setInitializationFailTimeout(-1);
-    config.setReadOnly(true);
-    return config;
+    return ds;
   }
 
   Target target() {
@@ -150,42 +155,74 @@ final class NodeProbe implements AutoCloseable {
   }
 
   /** Runs the probe query now, records and returns the result; never throws. */
-  NodeHealth probe() {
+  synchronized NodeHealth probe() {
     NodeHealth result;
     try {
       result = query();
     } catch (SQLException | RuntimeException e) {
       result =
           NodeHealth.down(
-              target.database(), target.node(), target.role(), describe(e), Instant.now());
+              target.database(),
+              target.node(),
+              target.role(),
+              describe(e),
+              reason(e),
+              Instant.now());
     }
     latest = result;
     return result;
   }
 
+  /** On the kept connection; if that one fails, once more on a new one. */
   private NodeHealth query() throws SQLException {
-    try (Connection c = pool.getConnection()) {
-      // HikariCP restores the connection's own network timeout when it is returned.
-      c.setNetworkTimeout(Runnable::run, (int) target.timeout().toMillis());
-      try (Statement st = c.createStatement();
-          ResultSet rs = st.executeQuery(QUERY)) {
-        if (!rs.next()) {
-          throw new SQLException("the probe query returned no row");
-        }
-        boolean inRecovery = rs.getBoolean(1);
-        long lsn = NodeHealth.parseLsn(rs.getString(2));
-        long receiveLsn = NodeHealth.parseLsn(rs.getString(3));
-        double age = rs.getDouble(4);
-        Double replayAge = rs.wasNull() ? null : age;
-        return NodeHealth.observed(
-            target.database(),
-            target.node(),
-            target.role(),
-            inRecovery,
-            lsn,
-            receiveLsn,
-            replayAge,
-            Instant.now());
+    if (connection != null) {
+      try {
+        return query(connection);
+      } catch (SQLException stale) {
+        closeConnection(); // the server restarted or ended the session: connect again, now
+      }
+    }
+    connection = source.getConnection();
+    try {
+      return query(connection);
+    } catch (SQLException e) {
+      closeConnection();
+      throw e;
+    }
+  }
+
+  private NodeHealth query(Connection c) throws SQLException {
+    c.setNetworkTimeout(Runnable::run, (int) target.timeout().toMillis());
+    try (Statement st = c.createStatement();
+        ResultSet rs = st.executeQuery(QUERY)) {
+      if (!rs.next()) {
+        throw new SQLException("the probe query returned no row");
+      }
+      boolean inRecovery = rs.getBoolean(1);
+      long lsn = NodeHealth.parseLsn(rs.getString(2));
+      long receiveLsn = NodeHealth.parseLsn(rs.getString(3));
+      double age = rs.getDouble(4);
+      Double replayAge = rs.wasNull() ? null : age;
+      return NodeHealth.observed(
+          target.database(),
+          target.node(),
+          target.role(),
+          inRecovery,
+          lsn,
+          receiveLsn,
+          replayAge,
+          Instant.now());
+    }
+  }
+
+  private void closeConnection() {
+    Connection c = connection;
+    connection = null;
+    if (c != null) {
+      try {
+        c.close();
+      } catch (SQLException ignored) {
+        // already broken: nothing to give back
       }
     }
   }
@@ -203,9 +240,43 @@ final class NodeProbe implements AutoCloseable {
     return message == null || message.isBlank() ? reason.getClass().getSimpleName() : message;
   }
 
+  /** A few words for the probe's failure, from its SQLSTATE: nothing of the server's own text. */
+  static String reason(Throwable e) {
+    String state = null;
+    for (Throwable t = e; t != null && state == null; t = t.getCause() == t ? null : t.getCause()) {
+      if (t instanceof SQLException sql && sql.getSQLState() != null) {
+        state = sql.getSQLState();
+      }
+      if (t instanceof java.net.SocketTimeoutException) {
+        return "timed out";
+      }
+    }
+    if (state == null) {
+      return "probe failed";
+    }
+    if (state.startsWith("28")) {
+      return "login refused";
+    }
+    return switch (state) {
+      case "57P03" -> "starting up or shutting down";
+      case "53300" -> "too many connections";
+      case "3D000" -> "database does not exist";
+      case "57P01", "57P02" -> "shutting down";
+      default -> state.startsWith("08") ? "unreachable" : "probe failed (" + state + ")";
+    };
+  }
+
+  /** Closes the kept connection; a probe running now finishes on its own. */
   @Override
   public void close() {
-    pool.close();
+    Connection c = connection; // unsynchronized: close must not wait out a probe of a dead node
+    if (c != null) {
+      try {
+        c.close();
+      } catch (SQLException ignored) {
+        // closing anyway
+      }
+    }
   }
 
   @Override

@@ -85,7 +85,7 @@ class NodeHealthTest {
 
   @Test
   void aDownNodeSaysWhyAndBeforeTheFirstProbeItIsDown() {
-    NodeHealth down = NodeHealth.down("app", NODE, Role.REPLICA, "refused", NOW);
+    NodeHealth down = NodeHealth.down("app", NODE, Role.REPLICA, "refused", "unreachable", NOW);
     assertThat(down.up()).isFalse();
     assertThat(down.detail()).isEqualTo("refused");
     NodeHealth unknown = NodeHealth.notProbed("app", NODE, Role.PRIMARY);
@@ -101,5 +101,23 @@ class NodeHealthTest {
         new SQLTransientConnectionException("pool - Connection is not available", "08001", refused);
     assertThat(NodeProbe.describe(timeout)).isEqualTo("Connection to db:5432 refused.");
     assertThat(NodeProbe.describe(new IllegalStateException())).isEqualTo("IllegalStateException");
+  }
+
+  @Test
+  void probeFailuresAreNamedWithoutTheServersText() {
+    assertThat(NodeProbe.reason(new java.sql.SQLException("FATAL: password for x", "28P01")))
+        .isEqualTo("login refused");
+    assertThat(
+            NodeProbe.reason(
+                new java.sql.SQLException(
+                    "pool timed out", "08001", new java.sql.SQLException("refused 10.0.0.7"))))
+        .isEqualTo("unreachable");
+    assertThat(
+            NodeProbe.reason(
+                new java.sql.SQLException("the database system is starting up", "57P03")))
+        .isEqualTo("starting up or shutting down");
+    assertThat(NodeProbe.reason(new IllegalStateException("boom"))).isEqualTo("probe failed");
+    assertThat(NodeProbe.reason(new java.sql.SQLException("x", "XX000")))
+        .isEqualTo("probe failed (XX000)");
   }
 }
