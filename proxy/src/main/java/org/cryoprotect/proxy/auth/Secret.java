@@ -127,12 +127,21 @@ public sealed interface Secret {
      * bound to fail anyway, and cheap mocks do not hand attackers a CPU lever.
      */
     public static Scram mock(String user, byte[] mockKey) {
-      byte[] salt = Arrays.copyOf(ScramCrypto.hmac(mockKey, "salt\0" + user), DEFAULT_SALT_LENGTH);
+      byte[] salt = mockSalt(user, mockKey);
       return new Scram(
           DEFAULT_ITERATIONS,
           salt,
           ScramCrypto.hmac(mockKey, "stored\0" + user),
           ScramCrypto.hmac(mockKey, "server\0" + user));
+    }
+
+    /**
+     * The salt {@link #mock} shows for {@code user}: also the salt a plain-text secret's verifier
+     * is derived with, so that a user with a plain password shows a stable salt too. With a fresh
+     * salt per attempt, two attempts would tell such users from unknown ones.
+     */
+    public static byte[] mockSalt(String user, byte[] mockKey) {
+      return Arrays.copyOf(ScramCrypto.hmac(mockKey, "salt\0" + user), DEFAULT_SALT_LENGTH);
     }
 
     static Scram tryParse(String text) {

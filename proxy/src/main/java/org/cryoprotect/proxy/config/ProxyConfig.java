@@ -61,7 +61,23 @@ public record ProxyConfig(
       String authQuery,
       String authUser,
       String authPassword,
-      List<String> adminUsers) {}
+      List<String> adminUsers) {
+    @Override
+    public String toString() {
+      // Records print every component; the password must not reach a log line.
+      return "Auth[type="
+          + type
+          + ", usersFile="
+          + usersFile
+          + ", authQuery="
+          + authQuery
+          + ", authUser="
+          + authUser
+          + ", adminUsers="
+          + adminUsers
+          + "]";
+    }
+  }
 
   public enum PoolMode {
     SESSION,
@@ -155,7 +171,29 @@ public record ProxyConfig(
       String password,
       PoolMode poolMode,
       int poolSize,
-      Routing routing) {}
+      Routing routing) {
+    @Override
+    public String toString() {
+      // Records print every component; the password must not reach a log line.
+      return "Database[name="
+          + name
+          + ", dbname="
+          + dbname
+          + ", primary="
+          + primary
+          + ", replicas="
+          + replicas
+          + ", user="
+          + user
+          + ", poolMode="
+          + poolMode
+          + ", poolSize="
+          + poolSize
+          + ", routing="
+          + routing
+          + "]";
+    }
+  }
 
   public enum ReadYourWrites {
     OFF,
@@ -176,12 +214,13 @@ public record ProxyConfig(
 
   /**
    * Circuit breakers (one per node) and connect retries (DESIGN §4). A breaker opens when, among
-   * the last {@code window} connection attempts and server connection losses (at least {@code
-   * minimumCalls}), {@code failureRate} percent failed or took longer than {@code slowCall}; or
-   * when a health probe finds the node down. It stays open {@code openFor}, then lets {@code
-   * halfOpenCalls} attempts test the node. Connecting is retried up to {@code retryAttempts} times,
-   * with exponential backoff from {@code retryBackoff} up to {@code retryMaxBackoff} and full
-   * jitter, never beyond the client's {@code pool.wait_timeout}.
+   * the last {@code window} connection attempts (at least {@code minimumCalls}), {@code
+   * failureRate} percent failed or took longer than {@code slowCall}; or when two health probes in
+   * a row find the node down. A server connection lost in use is not counted: it triggers a probe.
+   * It stays open {@code openFor}, then lets {@code halfOpenCalls} attempts test the node.
+   * Connecting is retried up to {@code retryAttempts} times, with exponential backoff from {@code
+   * retryBackoff} up to {@code retryMaxBackoff} and full jitter, never beyond the client's {@code
+   * pool.wait_timeout}.
    */
   public record Resilience(
       int failureRate,

@@ -67,6 +67,10 @@ final class ClientAuthHandler extends ChannelInboundHandlerAdapter {
       connect(ctx, credentialsFor(listed.orElse(null), null));
       return;
     }
+    if (client.notAdmin()) {
+      challenge(ctx, type, null);
+      return;
+    }
     frontend
         .secrets()
         .lookup(client.database(), client.user())
@@ -76,12 +80,12 @@ final class ClientAuthHandler extends ChannelInboundHandlerAdapter {
                     .execute(
                         () -> {
                           if (error != null) {
+                            // The reason (auth_query's SQL error, a refused login) is for the
+                            // log, not for a client that has not authenticated.
                             client.fatal(
                                 SqlState.INVALID_AUTHORIZATION_SPECIFICATION,
-                                "cannot look up user \""
-                                    + client.user()
-                                    + "\": "
-                                    + error.getMessage());
+                                "cannot look up user \"" + client.user() + "\"");
+                            client.closeReason("28000 cannot look up user: " + error.getMessage());
                           } else if (ctx.channel().isActive()) {
                             challenge(ctx, type, found.orElse(null));
                           }
@@ -182,7 +186,10 @@ final class ClientAuthHandler extends ChannelInboundHandlerAdapter {
       return s;
     }
     if (secret instanceof Secret.Plain p) {
-      return Secret.Scram.derive(p.password());
+      return Secret.Scram.derive(
+          p.password(),
+          Secret.Scram.mockSalt(client.user(), MOCK_KEY),
+          Secret.Scram.DEFAULT_ITERATIONS);
     }
     return Secret.Scram.mock(client.user(), MOCK_KEY);
   }

@@ -40,6 +40,7 @@ public final class ClientConnection {
   private String closeReason = "client disconnected";
   private boolean tls;
   private boolean admin;
+  private boolean notAdmin; // asked for the admin console but is not in auth.admin_users
   private boolean counted;
   private ProxyMetrics metrics = ProxyMetrics.NONE;
 
@@ -91,6 +92,19 @@ public final class ClientConnection {
 
   void admin(boolean admin) {
     this.admin = admin;
+  }
+
+  /**
+   * The client asked for the admin console as a user not in {@code auth.admin_users}: it goes
+   * through the same password exchange as an unknown user and fails at its end, so that the answer
+   * does not tell who the admins are.
+   */
+  boolean notAdmin() {
+    return notAdmin;
+  }
+
+  void notAdmin(boolean notAdmin) {
+    this.notAdmin = notAdmin;
   }
 
   boolean tls() {

@@ -147,10 +147,13 @@ public final class ClientStartupHandler extends ChannelInboundHandlerAdapter {
     Database database = config.databases().get(accepted.database());
     if (database == null && AdminConsole.NAMES.contains(accepted.database())) {
       if (!config.auth().adminUsers().contains(user)) {
-        client.fatal(
-            SqlState.INVALID_AUTHORIZATION_SPECIFICATION,
-            "user \"" + user + "\" is not in auth.admin_users");
-        return;
+        if (config.auth().type() == ProxyConfig.AuthType.TRUST) {
+          client.fatal(
+              SqlState.INVALID_AUTHORIZATION_SPECIFICATION,
+              "user \"" + user + "\" is not in auth.admin_users");
+          return;
+        }
+        client.notAdmin(true); // refused after a mock password exchange, as a wrong password is
       }
       // Secrets for admins come from the users file, or auth_query on the first database.
       Database first = config.databases().values().iterator().next();

@@ -51,6 +51,28 @@ class ConfigLoaderTest {
   }
 
   @Test
+  void noPasswordReachesToString() throws Exception {
+    ProxyConfig config =
+        ConfigLoader.load(
+            write(
+                """
+                auth: { type: md5, auth_query: "SELECT 1", auth_user: a, auth_password: pw-auth }
+                health: { user: h, password: pw-health }
+                migrate: { user: m, password: pw-migrate }
+                databases:
+                  app:
+                    primary: { host: db.internal }
+                    user: owner
+                    password: pw-database
+                """),
+            Map.of());
+    assertThat(config.toString())
+        .contains("owner", "authUser=a")
+        .doesNotContain("pw-auth", "pw-health", "pw-migrate", "pw-database");
+    assertThat(config.databases().get("app").password()).isEqualTo("pw-database");
+  }
+
+  @Test
   void unknownKeyIsNamed() throws IOException {
     Path file = write(MINIMAL + "    replica: []\n");
     assertThatThrownBy(() -> ConfigLoader.load(file, Map.of()))

@@ -205,6 +205,43 @@ class AuthIT {
       assertThat(serverFirstSalt(proxy, "nobody")).isEqualTo(first);
       assertThat(serverFirstSalt(proxy, "someone-else")).isNotEqualTo(first);
       assertThat(serverFirstSalt(proxy, "alice")).isEqualTo(aliceScram.split("[:$]")[2]);
+      // A plain-text secret's verifier is derived with a stable salt too: a fresh one per attempt
+      // would tell users with plain passwords from unknown ones.
+      String bob = serverFirstSalt(proxy, "bob");
+      assertThat(serverFirstSalt(proxy, "bob")).isEqualTo(bob);
+    }
+  }
+
+  @Test
+  void theAdminConsoleDoesNotTellWhoItsAdminsAre() throws Exception {
+    try (RunningProxy proxy = proxy("scram-sha-256", "  admin_users: alice\n")) {
+      // bob's password is right, but bob is no admin: the same answer as a wrong password.
+      for (String[] login : new String[][] {{"bob", "bob-pw"}, {"nobody", "x"}, {"alice", "no"}}) {
+        assertThatThrownBy(() -> proxy.connect("cryoproxy", login[0], login[1]).close())
+            .isInstanceOf(SQLException.class)
+            .satisfies(e -> assertThat(((SQLException) e).getSQLState()).isEqualTo("28P01"))
+            .hasMessageContaining("password authentication failed for user \"" + login[0] + "\"");
+      }
+      try (Connection admin =
+              proxy.connect("cryoproxy", "alice", "alice-pw", "preferQueryMode", "simple");
+          ResultSet rs = admin.createStatement().executeQuery("SHOW VERSION")) {
+        assertThat(rs.next()).isTrue();
+      }
+    }
+  }
+
+  @Test
+  void aFailingAuthQueryTellsTheClientNothingOfWhy() throws Exception {
+    try (RunningProxy proxy =
+        proxy(
+            "scram-sha-256",
+            "  auth_query: SELECT usename, passwd FROM no_such_table WHERE usename = $1\n"
+                + "  auth_user: postgres\n  auth_password: postgres\n")) {
+      assertThatThrownBy(() -> proxy.connect("app", "dave", "dave-pw").close())
+          .isInstanceOf(SQLException.class)
+          .satisfies(e -> assertThat(((SQLException) e).getSQLState()).isEqualTo("28000"))
+          .hasMessageContaining("cannot look up user \"dave\"")
+          .hasMessageNotContaining("no_such_table");
     }
   }
 
