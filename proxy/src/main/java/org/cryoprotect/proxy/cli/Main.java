@@ -16,7 +16,7 @@ import picocli.CommandLine.Option;
     mixinStandardHelpOptions = true,
     versionProvider = Main.Version.class,
     description = "PostgreSQL wire-protocol proxy: pooling, routing, resilience, observability.",
-    subcommands = {Main.Run.class, Main.CheckConfig.class, Migrate.class})
+    subcommands = {Main.Run.class, Main.CheckConfig.class, Migrate.class, Keys.class, Token.class})
 public final class Main {
   static final int CONFIG_ERROR = 2;
 

@@ -105,7 +105,7 @@ final class Migrate implements Callable<Integer> {
   }
 
   /** One data source per distinct (primary, dbname), named as the user reads it. */
-  private static Map<String, PGSimpleDataSource> targets(ProxyConfig config) {
+  static Map<String, PGSimpleDataSource> targets(ProxyConfig config) {
     Map<String, PGSimpleDataSource> targets = new LinkedHashMap<>();
     for (Database db : config.databases().values()) {
       String where = "database " + db.name() + " (" + db.dbname() + " on " + db.primary() + ")";

@@ -206,6 +206,25 @@ class MigrateIT {
         .sql(DB, "UPDATE flyway_schema_history SET checksum = checksum - 1 WHERE version = '2'");
   }
 
+  @Test
+  @Order(4)
+  void tokenRevokeListsTheJtiInEveryDatabase() throws Exception {
+    Path config = config(pg.primary().port());
+    for (String expected : List.of("revoked jti-42", "jti-42 already revoked")) {
+      ByteArrayOutputStream out = new ByteArrayOutputStream();
+      int exit =
+          new CommandLine(
+                  new Token.Revoke(
+                      new PrintStream(out, true, StandardCharsets.UTF_8),
+                      new PrintStream(new ByteArrayOutputStream(), true, StandardCharsets.UTF_8)))
+              .execute("--config", config.toString(), "--reason", "leaked", "jti-42");
+      assertThat(exit).isZero();
+      assertThat(out.toString(StandardCharsets.UTF_8)).contains(expected);
+    }
+    assertThat(pg.primary().sql(DB, "SELECT jti, reason FROM auth.revoked_tokens"))
+        .containsExactly(List.of("jti-42", "leaked"));
+  }
+
   private static int freePort() throws Exception {
     try (java.net.ServerSocket s = new java.net.ServerSocket(0)) {
       return s.getLocalPort();
