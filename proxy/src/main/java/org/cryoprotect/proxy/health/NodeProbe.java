@@ -29,7 +29,7 @@ import org.postgresql.ds.PGSimpleDataSource;
  * <p>Every wait is bounded by {@code health.timeout}: connecting (connect + TLS + login) by
  * pgJDBC's connect and login timeouts, and the query by the connection's network timeout, which
  * also ends a probe of a server that stopped answering without closing the socket (SIGSTOP, a
- * dropped network). A probe therefore takes at most about three times the timeout.
+ * dropped network). A probe therefore takes at most about twice the timeout.
  */
 final class NodeProbe implements AutoCloseable {
   /**
@@ -179,7 +179,11 @@ final class NodeProbe implements AutoCloseable {
       try {
         return query(connection);
       } catch (SQLException stale) {
-        closeConnection(); // the server restarted or ended the session: connect again, now
+        closeConnection();
+        if (timedOut(stale)) {
+          throw stale; // the server does not answer: a new connection would wait as long again
+        }
+        // The server restarted or ended the session: connect again, now.
       }
     }
     connection = source.getConnection();
@@ -213,6 +217,15 @@ final class NodeProbe implements AutoCloseable {
           replayAge,
           Instant.now());
     }
+  }
+
+  private static boolean timedOut(Throwable e) {
+    for (Throwable t = e; t != null; t = t.getCause() == t ? null : t.getCause()) {
+      if (t instanceof java.net.SocketTimeoutException) {
+        return true;
+      }
+    }
+    return false;
   }
 
   private void closeConnection() {
