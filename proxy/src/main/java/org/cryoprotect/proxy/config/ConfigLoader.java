@@ -7,6 +7,7 @@ import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import com.fasterxml.jackson.dataformat.yaml.YAMLFactory;
 import java.io.IOException;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -25,12 +26,15 @@ import org.cryoprotect.proxy.config.ProxyConfig.ClientTlsMode;
 import org.cryoprotect.proxy.config.ProxyConfig.Database;
 import org.cryoprotect.proxy.config.ProxyConfig.Endpoint;
 import org.cryoprotect.proxy.config.ProxyConfig.Health;
+import org.cryoprotect.proxy.config.ProxyConfig.Jwt;
 import org.cryoprotect.proxy.config.ProxyConfig.Limits;
 import org.cryoprotect.proxy.config.ProxyConfig.Migrate;
+import org.cryoprotect.proxy.config.ProxyConfig.PlaintextPolicy;
 import org.cryoprotect.proxy.config.ProxyConfig.Pool;
 import org.cryoprotect.proxy.config.ProxyConfig.PoolMode;
 import org.cryoprotect.proxy.config.ProxyConfig.ReadYourWrites;
 import org.cryoprotect.proxy.config.ProxyConfig.Resilience;
+import org.cryoprotect.proxy.config.ProxyConfig.RoleRule;
 import org.cryoprotect.proxy.config.ProxyConfig.Routing;
 import org.cryoprotect.proxy.config.ProxyConfig.ServerTls;
 import org.cryoprotect.proxy.config.ProxyConfig.ServerTlsMode;
@@ -253,7 +257,8 @@ public final class ConfigLoader {
             node.string("auth_query", null),
             node.string("auth_user", null),
             node.string("auth_password", null),
-            List.copyOf(adminUsers));
+            List.copyOf(adminUsers),
+            jwt(node.child("jwt")));
     if (type != AuthType.TRUST && auth.usersFile() == null && auth.authQuery() == null) {
       throw new ConfigException(
           node.key("type"), type + " needs auth.users_file or auth.auth_query to find secrets");
@@ -263,6 +268,74 @@ public final class ConfigLoader {
     }
     node.rejectUnknownKeys();
     return auth;
+  }
+
+  private static Jwt jwt(ConfigNode node) throws ConfigException {
+    if (!node.present()) {
+      return null;
+    }
+    List<String> users = new ArrayList<>();
+    for (String user : node.string("users", "").split(",")) {
+      if (!user.isBlank()) {
+        users.add(user.trim());
+      }
+    }
+    if (users.isEmpty()) {
+      throw new ConfigException(node.key("users"), "is required: the logins that present a token");
+    }
+    List<String> algorithms = new ArrayList<>();
+    for (String alg : node.string("algorithms", "ES256,RS256").split(",")) {
+      String a = alg.trim().toUpperCase(Locale.ROOT);
+      if (!List.of("ES256", "RS256", "HS256").contains(a)) {
+        throw new ConfigException(node.key("algorithms"), "ES256, RS256 or HS256, not " + alg);
+      }
+      algorithms.add(a);
+    }
+    Map<String, List<RoleRule>> roles = new LinkedHashMap<>();
+    ConfigNode rolesNode = node.child("roles");
+    for (String claim : rolesNode.fieldNames()) {
+      List<RoleRule> rules = new ArrayList<>();
+      if (rolesNode.isList(claim)) {
+        for (ConfigNode rule : rolesNode.list(claim)) {
+          rules.add(new RoleRule(rule.string("scope", null), rule.requiredString("role")));
+          rule.rejectUnknownKeys();
+        }
+      } else {
+        rules.add(new RoleRule(null, rolesNode.requiredString(claim)));
+      }
+      roles.put(claim, List.copyOf(rules));
+    }
+    if (roles.isEmpty()) {
+      throw new ConfigException(
+          node.key("roles"), "is required: which role claims map to which roles");
+    }
+    Jwt jwt =
+        new Jwt(
+            List.copyOf(users),
+            node.choice("allow_plaintext", PlaintextPolicy.class, PlaintextPolicy.LOOPBACK),
+            node.file("jwks_file"),
+            node.string("secret", null),
+            List.copyOf(algorithms),
+            node.string("issuer", null),
+            node.string("audience", null),
+            node.duration("clock_skew", Duration.ofSeconds(30)),
+            node.integer("max_token_bytes", 8192, 256, 1 << 20),
+            node.string("role_claim", "role"),
+            node.string("scope_claim", "scope"),
+            roles,
+            node.file("claims_key_file"));
+    if (jwt.jwksFile() == null && jwt.secret() == null) {
+      throw new ConfigException(node.key("jwks_file"), "or auth.jwt.secret is required");
+    }
+    if (jwt.secret() != null && jwt.secret().getBytes(StandardCharsets.UTF_8).length < 32) {
+      throw new ConfigException(node.key("secret"), "must be at least 32 bytes");
+    }
+    if (jwt.claimsKeyFile() == null) {
+      throw new ConfigException(
+          node.key("claims_key_file"), "is required: the key that signs claims for the database");
+    }
+    node.rejectUnknownKeys();
+    return jwt;
   }
 
   private static Pool pool(ConfigNode node) throws ConfigException {

@@ -48,6 +48,16 @@ final class ConfigNode {
     return value == null || value.isNull() ? null : value;
   }
 
+  /** Whether the section was in the file at all (an empty mapping counts). */
+  boolean present() {
+    return node != null && !node.isNull();
+  }
+
+  /** Whether {@code name} holds a list (rather than a single value). */
+  boolean isList(String name) {
+    return node != null && node.hasNonNull(name) && node.get(name).isArray();
+  }
+
   boolean has(String name) {
     return node != null && node.hasNonNull(name);
   }

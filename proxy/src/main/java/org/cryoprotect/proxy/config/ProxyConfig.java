@@ -61,7 +61,8 @@ public record ProxyConfig(
       String authQuery,
       String authUser,
       String authPassword,
-      List<String> adminUsers) {
+      List<String> adminUsers,
+      Jwt jwt) {
     @Override
     public String toString() {
       // Records print every component; the password must not reach a log line.
@@ -75,9 +76,66 @@ public record ProxyConfig(
           + authUser
           + ", adminUsers="
           + adminUsers
+          + ", jwt="
+          + jwt
           + "]";
     }
   }
+
+  /** Token on a connection without TLS: refused, accepted from loopback only, or accepted. */
+  public enum PlaintextPolicy {
+    NEVER,
+    LOOPBACK,
+    ALWAYS
+  }
+
+  /**
+   * JWT logins (DESIGN §6): a client logging in as one of {@code users} presents a token as its
+   * password; the proxy verifies it and logs in to the server as the role {@code roles} maps its
+   * role claim (and scopes) to. {@code roles}: claim value to the rules tried in order; a rule with
+   * a null scope always matches. {@code secret} (HS256) is left out of {@link #toString}.
+   */
+  public record Jwt(
+      List<String> users,
+      PlaintextPolicy allowPlaintext,
+      Path jwksFile,
+      String secret,
+      List<String> algorithms,
+      String issuer,
+      String audience,
+      Duration clockSkew,
+      int maxTokenBytes,
+      String roleClaim,
+      String scopeClaim,
+      Map<String, List<RoleRule>> roles,
+      Path claimsKeyFile) {
+    @Override
+    public String toString() {
+      return "Jwt[users="
+          + users
+          + ", allowPlaintext="
+          + allowPlaintext
+          + ", jwksFile="
+          + jwksFile
+          + ", algorithms="
+          + algorithms
+          + ", issuer="
+          + issuer
+          + ", audience="
+          + audience
+          + ", roles="
+          + roles
+          + "]";
+    }
+
+    /** Whether {@code user} logs in with a token. */
+    public boolean takes(String user) {
+      return users.contains(user) || users.contains("*");
+    }
+  }
+
+  /** One role mapping rule: with {@code scope} (null: any token) the login role is {@code role}. */
+  public record RoleRule(String scope, String role) {}
 
   public enum PoolMode {
     SESSION,

@@ -3,6 +3,7 @@ package org.cryoprotect.proxy.frontend;
 import io.netty.buffer.ByteBuf;
 import io.netty.channel.ChannelHandlerContext;
 import io.netty.channel.ChannelInboundHandlerAdapter;
+import java.net.InetSocketAddress;
 import java.security.SecureRandom;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -12,12 +13,16 @@ import org.cryoprotect.proxy.auth.AuthException;
 import org.cryoprotect.proxy.auth.Md5Auth;
 import org.cryoprotect.proxy.auth.ScramServer;
 import org.cryoprotect.proxy.auth.Secret;
+import org.cryoprotect.proxy.auth.TokenVerifier;
 import org.cryoprotect.proxy.backend.ServerCredentials;
 import org.cryoprotect.proxy.config.ProxyConfig.AuthType;
 import org.cryoprotect.proxy.config.ProxyConfig.Database;
+import org.cryoprotect.proxy.config.ProxyConfig.Jwt;
+import org.cryoprotect.proxy.config.ProxyConfig.PlaintextPolicy;
 import org.cryoprotect.proxy.config.ProxyConfig.PoolMode;
 import org.cryoprotect.proxy.protocol.Frames;
 import org.cryoprotect.proxy.protocol.SqlState;
+import org.cryoprotect.proxy.protocol.backend.Authentication.AuthenticationCleartextPassword;
 import org.cryoprotect.proxy.protocol.backend.Authentication.AuthenticationMD5Password;
 import org.cryoprotect.proxy.protocol.backend.Authentication.AuthenticationSASL;
 import org.cryoprotect.proxy.protocol.backend.Authentication.AuthenticationSASLContinue;
@@ -38,9 +43,12 @@ final class ClientAuthHandler extends ChannelInboundHandlerAdapter {
   private static final byte[] MOCK_KEY = randomBytes(32);
 
   private static final String SCRAM = "SCRAM-SHA-256";
+  static final String CLAIMS = "request.jwt.claims";
+  static final String CLAIMS_SIGNATURE = "request.jwt.claims_sig";
 
   private enum State {
     LOOKING_UP,
+    AWAIT_TOKEN,
     AWAIT_MD5,
     AWAIT_SASL_INITIAL,
     AWAIT_SASL_RESPONSE,
@@ -61,6 +69,11 @@ final class ClientAuthHandler extends ChannelInboundHandlerAdapter {
 
   @Override
   public void handlerAdded(ChannelHandlerContext ctx) {
+    Jwt jwt = frontend.config().auth().jwt();
+    if (jwt != null && !client.admin() && jwt.takes(client.user())) {
+      askForToken(ctx, jwt);
+      return;
+    }
     AuthType type = frontend.config().auth().type();
     if (type == AuthType.TRUST) {
       Optional<Secret> listed = frontend.secrets().listed(client.user());
@@ -126,6 +139,7 @@ final class ClientAuthHandler extends ChannelInboundHandlerAdapter {
       }
       ByteBuf body = Frames.body(frame);
       switch (state) {
+        case AWAIT_TOKEN -> token(ctx, PasswordMessage.password(body));
         case AWAIT_MD5 -> md5(ctx, PasswordMessage.password(body));
         case AWAIT_SASL_INITIAL -> saslInitial(ctx, SASLInitialResponse.decode(body));
         case AWAIT_SASL_RESPONSE -> saslResponse(ctx, PasswordMessage.saslResponse(body));
@@ -140,6 +154,76 @@ final class ClientAuthHandler extends ChannelInboundHandlerAdapter {
     } finally {
       frame.release();
     }
+  }
+
+  /**
+   * A JWT login: the token comes as the password (cleartext exchange), so only over TLS, or from
+   * loopback (the sidecar) when {@code allow_plaintext: loopback}.
+   */
+  private void askForToken(ChannelHandlerContext ctx, Jwt jwt) {
+    boolean loopback =
+        ctx.channel().remoteAddress() instanceof InetSocketAddress a
+            && a.getAddress() != null
+            && a.getAddress().isLoopbackAddress();
+    boolean allowed =
+        client.tls()
+            || jwt.allowPlaintext() == PlaintextPolicy.ALWAYS
+            || (jwt.allowPlaintext() == PlaintextPolicy.LOOPBACK && loopback);
+    if (!allowed) {
+      frontend.metrics().clientLoginFailed("token_plaintext");
+      client.fatal(
+          SqlState.INVALID_AUTHORIZATION_SPECIFICATION,
+          "a token is accepted only over TLS on this connection");
+      return;
+    }
+    state = State.AWAIT_TOKEN;
+    ctx.writeAndFlush(new AuthenticationCleartextPassword().encode(ctx.alloc()));
+    ctx.read();
+  }
+
+  private void token(ChannelHandlerContext ctx, String token) {
+    TokenVerifier.Verified verified;
+    try {
+      verified = frontend.secrets().tokens().verify(token);
+    } catch (TokenVerifier.Rejected e) {
+      frontend.metrics().clientLoginFailed("token_" + e.reason().label());
+      client.fatal(SqlState.INVALID_AUTHORIZATION_SPECIFICATION, e.getMessage());
+      client.closeReason("28000 token refused: " + e.reason().label());
+      return;
+    }
+    state = State.LOOKING_UP;
+    client.token(verified);
+    // The claims become two of the client's settings: applied at every checkout where the server
+    // connection has other ones, and believed by auth.jwt() only with their signature.
+    Map<String, String> parameters = new LinkedHashMap<>(client.startup().parameters());
+    parameters.put(CLAIMS, verified.claims());
+    parameters.put(CLAIMS_SIGNATURE, verified.claimsSignature());
+    client.startup(
+        new StartupMessage(client.startup().protocolVersion(), parameters), client.database());
+    frontend
+        .secrets()
+        .lookup(client.database(), verified.role())
+        .whenComplete(
+            (found, error) ->
+                ctx.executor()
+                    .execute(
+                        () -> {
+                          Secret secret = error == null ? found.orElse(null) : null;
+                          if (!(secret instanceof Secret.Plain)
+                              && !(secret instanceof Secret.Md5)) {
+                            // SCRAM pass-through needs the client's own proof: none here.
+                            client.fatal(
+                                SqlState.INVALID_AUTHORIZATION_SPECIFICATION,
+                                "no server login for role \"" + verified.role() + "\"");
+                            client.closeReason(
+                                "28000 role "
+                                    + verified.role()
+                                    + " needs a plain or md5 secret in users_file or auth_query"
+                                    + (error == null ? "" : ": " + error.getMessage()));
+                          } else if (ctx.channel().isActive()) {
+                            connect(ctx, credentialsFor(secret, null));
+                          }
+                        }));
   }
 
   private void md5(ChannelHandlerContext ctx, String response) {
@@ -245,7 +329,7 @@ final class ClientAuthHandler extends ChannelInboundHandlerAdapter {
       return;
     }
     Database db = client.database();
-    String role = db.user() != null ? db.user() : client.user();
+    String role = db.user() != null ? db.user() : client.loginRole();
     Map<String, String> parameters = new LinkedHashMap<>();
     parameters.put("user", role);
     parameters.put("database", db.dbname());

@@ -7,6 +7,7 @@ import io.netty.channel.ChannelHandlerContext;
 import java.net.InetSocketAddress;
 import java.util.Map;
 import java.util.concurrent.ScheduledFuture;
+import org.cryoprotect.proxy.auth.TokenVerifier;
 import org.cryoprotect.proxy.config.ProxyConfig.Database;
 import org.cryoprotect.proxy.metrics.ProxyMetrics;
 import org.cryoprotect.proxy.pool.PooledServer;
@@ -40,6 +41,7 @@ public final class ClientConnection {
   private String closeReason = "client disconnected";
   private boolean tls;
   private boolean admin;
+  private TokenVerifier.Verified token; // a JWT login's verified token
   private boolean notAdmin; // asked for the admin console but is not in auth.admin_users
   private boolean counted;
   private ProxyMetrics metrics = ProxyMetrics.NONE;
@@ -76,6 +78,20 @@ public final class ClientConnection {
 
   public String user() {
     return startup == null ? null : startup.user();
+  }
+
+  /** The role the server connection logs in as: the token's mapped role, else the user. */
+  String loginRole() {
+    return token != null ? token.role() : user();
+  }
+
+  /** The verified token of a JWT login, or null. */
+  TokenVerifier.Verified token() {
+    return token;
+  }
+
+  void token(TokenVerifier.Verified token) {
+    this.token = token;
   }
 
   public PooledServer server() {

@@ -1,6 +1,8 @@
 package org.cryoprotect.proxy.frontend;
 
 import java.io.IOException;
+import java.security.GeneralSecurityException;
+import java.time.Clock;
 import java.util.Map;
 import java.util.Optional;
 import java.util.concurrent.CompletableFuture;
@@ -8,6 +10,7 @@ import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.Executor;
 import org.cryoprotect.proxy.auth.AuthQuery;
 import org.cryoprotect.proxy.auth.Secret;
+import org.cryoprotect.proxy.auth.TokenVerifier;
 import org.cryoprotect.proxy.auth.UserList;
 import org.cryoprotect.proxy.config.ProxyConfig.Auth;
 import org.cryoprotect.proxy.config.ProxyConfig.Database;
@@ -23,12 +26,23 @@ public final class ClientSecrets implements AutoCloseable {
   private final UserList users;
   private final Executor controlPlane;
   private final Map<String, AuthQuery> queries = new ConcurrentHashMap<>();
+  private final TokenVerifier tokens; // null without auth.jwt
 
   public ClientSecrets(Auth auth, ServerTls serverTls, Executor controlPlane) throws IOException {
     this.auth = auth;
     this.serverTls = serverTls;
     this.users = auth.usersFile() == null ? null : UserList.load(auth.usersFile());
     this.controlPlane = controlPlane;
+    try {
+      this.tokens = auth.jwt() == null ? null : new TokenVerifier(auth.jwt(), Clock.systemUTC());
+    } catch (GeneralSecurityException e) {
+      throw new IOException("auth.jwt: " + e.getMessage(), e);
+    }
+  }
+
+  /** Verifies JWT logins; null when {@code auth.jwt} is not configured. */
+  TokenVerifier tokens() {
+    return tokens;
   }
 
   /** Completes on a control-plane thread when auth_query runs: hop back to the event loop. */

@@ -8,11 +8,13 @@ import io.netty.channel.ChannelInboundHandlerAdapter;
 import io.netty.channel.EventLoop;
 import io.netty.util.concurrent.Future;
 import io.netty.util.concurrent.ScheduledFuture;
+import java.time.Instant;
 import java.util.ArrayDeque;
 import java.util.EnumSet;
 import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
+import org.cryoprotect.proxy.auth.TokenVerifier;
 import org.cryoprotect.proxy.backend.ServerCredentials;
 import org.cryoprotect.proxy.config.ProxyConfig.Database;
 import org.cryoprotect.proxy.config.ProxyConfig.Endpoint;
@@ -164,6 +166,20 @@ final class ClientSession extends ChannelInboundHandlerAdapter
   @Override
   public void handlerAdded(ChannelHandlerContext ctx) {
     this.ctx = ctx;
+    TokenVerifier.Verified token = client.token();
+    if (token != null) {
+      // An idle session ends when its token does; a busy one at its next transaction boundary.
+      long millis = Math.max(0, token.expiresAt().toEpochMilli() - System.currentTimeMillis());
+      ctx.executor()
+          .schedule(
+              () -> {
+                if (server == null && !closing) {
+                  tokenExpired();
+                }
+              },
+              millis + 1,
+              TimeUnit.MILLISECONDS);
+    }
     Map<String, String> welcome = transactionMode ? pool.welcome(settings.desired()) : null;
     if (welcome != null) {
       greet(welcome);
@@ -482,8 +498,21 @@ final class ClientSession extends ChannelInboundHandlerAdapter
 
   // ---------------------------------------------------------------- acquiring and preparing
 
+  /** A JWT login whose token has expired ends with 28000, as PostgreSQL ends a login it refuses. */
+  private boolean tokenExpired() {
+    TokenVerifier.Verified token = client.token();
+    if (token == null || Instant.now().isBefore(token.expiresAt())) {
+      return false;
+    }
+    client.fatal(SqlState.INVALID_AUTHORIZATION_SPECIFICATION, "token expired");
+    return true;
+  }
+
   /** Chooses the node for the unit in the backlog and borrows a connection to it. */
   private void acquire() {
+    if (tokenExpired()) {
+      return;
+    }
     boolean judge = !loginPending && pins.isEmpty() && txStatus == ReadyForQuery.IDLE;
     Endpoint node = unit.choose(backlog, statements.byName(), judge, waitTimeout());
     if (node == null) {

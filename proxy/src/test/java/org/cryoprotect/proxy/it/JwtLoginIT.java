@@ -1,0 +1,461 @@
+package org.cryoprotect.proxy.it;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import com.auth0.jwt.JWT;
+import com.auth0.jwt.JWTCreator;
+import com.auth0.jwt.algorithms.Algorithm;
+import com.fasterxml.jackson.databind.JsonNode;
+import java.io.ByteArrayOutputStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.security.interfaces.ECPrivateKey;
+import java.sql.Connection;
+import java.sql.ResultSet;
+import java.sql.SQLException;
+import java.sql.Statement;
+import java.time.Instant;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.UUID;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
+import java.util.function.Consumer;
+import org.cryoprotect.proxy.auth.Jwk;
+import org.cryoprotect.proxy.testing.PgCluster;
+import org.cryoprotect.proxy.testing.PgTest;
+import org.cryoprotect.proxy.testing.RunningProxy;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import picocli.CommandLine;
+
+/**
+ * JWT logins through transaction pooling: a token as the password of {@code authenticator} logs the
+ * server connection in as the role the token maps to, its claims reach Row Level Security signed
+ * (so a client cannot forge them), and every bad token is refused with 28000 while the proxy goes
+ * on serving everyone else. Keys and the database side come from {@code cryoproxy keys generate}
+ * and {@code cryoproxy migrate}, as a user would make them.
+ */
+@PgTest
+class JwtLoginIT {
+  static final String A = "0b5e2f64-0d3c-4f8e-9d55-7a1f7b6c0a01";
+  static final String B = "6c1d9a7e-3b2f-4a60-8e19-2f0c4d5b6e02";
+  static PgCluster pg;
+  static RunningProxy proxy;
+  static JsonNode privateKey;
+  static JsonNode otherKey; // a key the proxy's JWKS does not list
+  @TempDir static Path dir;
+  @TempDir static Path otherDir;
+
+  @BeforeAll
+  static void start(PgCluster cluster) throws Exception {
+    pg = cluster;
+    pg.createDatabase("jwtapp");
+    assertThat(
+            cli(
+                new org.cryoprotect.proxy.cli.Main(),
+                "keys",
+                "generate",
+                "--alg",
+                "ES256",
+                "--out",
+                dir.toString(),
+                "--kid",
+                "k1"))
+        .isZero();
+    assertThat(
+            cli(
+                new org.cryoprotect.proxy.cli.Main(),
+                "keys",
+                "generate",
+                "--alg",
+                "ES256",
+                "--out",
+                otherDir.toString(),
+                "--kid",
+                "k2"))
+        .isZero();
+    privateKey = Jwk.json().readTree(dir.resolve("k1.jwk.json").toFile());
+    otherKey = Jwk.json().readTree(otherDir.resolve("k2.jwk.json").toFile());
+    Path migrateConfig = dir.resolve("migrate.yaml");
+    Files.writeString(
+        migrateConfig,
+        "migrate: { user: postgres, password: "
+            + PgCluster.SUPERUSER_PASSWORD
+            + " }\n"
+            + RunningProxy.database("app", "jwtapp", "127.0.0.1", pg.primary().port()));
+    assertThat(
+            cli(
+                new org.cryoprotect.proxy.cli.Main(),
+                "migrate",
+                "--config",
+                migrateConfig.toString(),
+                "--claims-key",
+                dir.resolve("claims.key").toString()))
+        .isZero();
+    pg.primary()
+        .sql(
+            "jwtapp",
+            "ALTER ROLE authenticated PASSWORD 'auth-pw';"
+                + " ALTER ROLE service_read PASSWORD 'read-pw';"
+                + " ALTER ROLE service_write PASSWORD 'write-pw';"
+                + " CREATE TABLE notes (owner uuid NOT NULL, body text NOT NULL);"
+                + " ALTER TABLE notes ENABLE ROW LEVEL SECURITY;"
+                + " CREATE POLICY notes_own ON notes FOR SELECT TO authenticated"
+                + " USING (owner = (SELECT auth.uid()));"
+                + " CREATE POLICY notes_service ON notes FOR SELECT TO service_read USING (true);"
+                + " GRANT SELECT ON notes TO authenticated, service_read;"
+                + " INSERT INTO notes VALUES ('"
+                + A
+                + "', 'a1'), ('"
+                + A
+                + "', 'a2'),"
+                + " ('"
+                + B
+                + "', 'b1'), ('"
+                + B
+                + "', 'b2'), ('"
+                + B
+                + "', 'b3')");
+    Files.writeString(
+        dir.resolve("users.txt"),
+        "\"authenticated\" \"auth-pw\"\n\"service_read\" \"read-pw\"\n"
+            + "\"service_write\" \"write-pw\"\n");
+    proxy =
+        RunningProxy.start(
+            "pool: { mode: transaction, size: 2, wait_timeout: 20s }\n"
+                + "auth:\n"
+                + "  type: scram-sha-256\n"
+                + "  users_file: "
+                + dir.resolve("users.txt")
+                + "\n"
+                + "  jwt:\n"
+                + "    users: authenticator\n"
+                + "    allow_plaintext: loopback\n"
+                + "    jwks_file: "
+                + dir.resolve("jwks.json")
+                + "\n"
+                + "    algorithms: ES256\n"
+                + "    issuer: cryoproxy\n"
+                + "    audience: cryoprotect\n"
+                + "    max_token_bytes: 4096\n"
+                + "    claims_key_file: "
+                + dir.resolve("claims.key")
+                + "\n"
+                + "    roles:\n"
+                + "      authenticated: authenticated\n"
+                + "      service_role:\n"
+                + "        - { scope: \"cryo:write\", role: service_write }\n"
+                + "        - { scope: \"cryo:read\", role: service_read }\n"
+                + RunningProxy.database("app", "jwtapp", "127.0.0.1", pg.primary().port()));
+  }
+
+  @AfterAll
+  static void stop() {
+    if (proxy != null) {
+      proxy.close();
+    }
+  }
+
+  static int cli(Object command, String... args) {
+    return new CommandLine(command)
+        .setOut(new java.io.PrintWriter(new ByteArrayOutputStream()))
+        .execute(args);
+  }
+
+  /** A token signed with {@code key} (k1 unless said), valid for 10 minutes, then {@code more}. */
+  static String token(JsonNode key, Consumer<JWTCreator.Builder> more) throws Exception {
+    Instant now = Instant.now();
+    JWTCreator.Builder b =
+        JWT.create()
+            .withKeyId(key.path("kid").asText())
+            .withIssuer("cryoproxy")
+            .withAudience("cryoprotect")
+            .withIssuedAt(now)
+            .withExpiresAt(now.plusSeconds(600))
+            .withJWTId(UUID.randomUUID().toString());
+    more.accept(b);
+    return b.sign(Algorithm.ECDSA256(null, (ECPrivateKey) Jwk.privateKey(key)));
+  }
+
+  static String user(String sub) throws Exception {
+    return token(privateKey, b -> b.withSubject(sub).withClaim("role", "authenticated"));
+  }
+
+  static Connection login(String token) throws SQLException {
+    return proxy.connect("app", "authenticator", token);
+  }
+
+  static List<String> row(Statement s, String sql) throws SQLException {
+    try (ResultSet rs = s.executeQuery(sql)) {
+      List<String> row = new ArrayList<>();
+      if (rs.next()) {
+        for (int i = 1; i <= rs.getMetaData().getColumnCount(); i++) {
+          row.add(rs.getString(i));
+        }
+      }
+      return row;
+    }
+  }
+
+  @Test
+  void eachSubjectSeesOnlyItsRowsThroughSharedServerConnections() throws Exception {
+    String tokenA = user(A);
+    String tokenB = user(B);
+    ExecutorService threads = Executors.newFixedThreadPool(20);
+    List<Future<Integer>> work = new ArrayList<>();
+    for (int i = 0; i < 20; i++) {
+      boolean isA = i % 2 == 0;
+      work.add(
+          threads.submit(
+              () -> {
+                int checked = 0;
+                try (Connection c = login(isA ? tokenA : tokenB);
+                    Statement s = c.createStatement()) {
+                  for (int q = 0; q < 100; q++) {
+                    List<String> r =
+                        row(
+                            s,
+                            "SELECT current_user, auth.uid()::text,"
+                                + " string_agg(body, ',' ORDER BY body) FROM notes");
+                    assertThat(r)
+                        .containsExactly("authenticated", isA ? A : B, isA ? "a1,a2" : "b1,b2,b3");
+                    checked++;
+                  }
+                }
+                return checked;
+              }));
+    }
+    int queries = 0;
+    for (Future<Integer> f : work) {
+      queries += f.get(120, TimeUnit.SECONDS);
+    }
+    threads.shutdown();
+    System.out.printf(
+        "[JwtLoginIT] 20 clients (2 subjects) over a pool of 2: %d queries, 0 foreign rows%n",
+        queries);
+    assertThat(queries).isEqualTo(2_000);
+    // At most the pool's two server connections for the role, however many clients.
+    assertThat(
+            pg.primary()
+                .sql(
+                    "jwtapp",
+                    "SELECT count(*) <= 2 FROM pg_stat_activity WHERE usename = 'authenticated'"))
+        .containsExactly(List.of("t"));
+  }
+
+  @Test
+  void theServiceRoleMapsByScopeAndCannotClimb() throws Exception {
+    String reader =
+        token(
+            privateKey,
+            b ->
+                b.withSubject(A).withClaim("role", "service_role").withClaim("scope", "cryo:read"));
+    try (Connection c = login(reader);
+        Statement s = c.createStatement()) {
+      assertThat(row(s, "SELECT current_user, count(*) FROM notes"))
+          .containsExactly("service_read", "5");
+      assertThatThrownBy(() -> s.execute("SET ROLE service_write"))
+          .satisfies(e -> assertThat(((SQLException) e).getSQLState()).isEqualTo("42501"));
+      s.execute("RESET ROLE");
+      assertThat(row(s, "SELECT current_user")).containsExactly("service_read");
+      // Claims set by the client are not believed: no signature. (One transaction: on one server
+      // connection, whatever the pool does between transactions.)
+      c.setAutoCommit(false);
+      s.execute("SELECT set_config('request.jwt.claims', '{\"sub\":\"" + B + "\"}', false)");
+      assertThat(row(s, "SELECT auth.uid()::text")).containsExactly((String) null);
+      c.rollback();
+    }
+    String writer =
+        token(
+            privateKey,
+            b ->
+                b.withSubject("batch")
+                    .withClaim("role", "service_role")
+                    .withClaim("scope", "cryo:read cryo:write"));
+    try (Connection c = login(writer);
+        Statement s = c.createStatement()) {
+      assertThat(row(s, "SELECT current_user, auth.sub()"))
+          .containsExactly("service_write", "batch");
+    }
+  }
+
+  @Test
+  void badTokensAreRefusedWith28000AndOthersGoOn() throws Exception {
+    String good = user(A);
+    String otherSigned = token(otherKey, b -> b.withSubject(A).withClaim("role", "authenticated"));
+    String[] parts = good.split("\\.");
+    String forgedPayload =
+        java.util.Base64.getUrlEncoder()
+            .withoutPadding()
+            .encodeToString(
+                ("{\"sub\":\""
+                        + B
+                        + "\",\"role\":\"authenticated\",\"iss\":\"cryoproxy\","
+                        + "\"aud\":\"cryoprotect\",\"exp\":"
+                        + (Instant.now().getEpochSecond() + 600)
+                        + "}")
+                    .getBytes(StandardCharsets.UTF_8));
+    Map<String, String> bad = new LinkedHashMap<>();
+    bad.put(
+        "expired",
+        token(
+            privateKey,
+            b ->
+                b.withSubject(A)
+                    .withClaim("role", "authenticated")
+                    .withIssuedAt(Instant.now().minusSeconds(7200))
+                    .withExpiresAt(Instant.now().minusSeconds(3600))));
+    bad.put(
+        "not yet valid",
+        token(
+            privateKey,
+            b ->
+                b.withSubject(A)
+                    .withClaim("role", "authenticated")
+                    .withNotBefore(Instant.now().plusSeconds(3600))));
+    bad.put(
+        "wrong audience",
+        token(
+            privateKey,
+            b -> b.withSubject(A).withClaim("role", "authenticated").withAudience("other")));
+    bad.put(
+        "wrong issuer",
+        token(
+            privateKey,
+            b -> b.withSubject(A).withClaim("role", "authenticated").withIssuer("evil")));
+    bad.put("unknown kid", otherSigned);
+    bad.put(
+        "alg none",
+        JWT.create()
+            .withKeyId("k1")
+            .withSubject(A)
+            .withClaim("role", "authenticated")
+            .withExpiresAt(Instant.now().plusSeconds(600))
+            .sign(Algorithm.none()));
+    bad.put(
+        "HS256 with the public key",
+        JWT.create()
+            .withKeyId("k1")
+            .withIssuer("cryoproxy")
+            .withAudience("cryoprotect")
+            .withSubject(A)
+            .withClaim("role", "authenticated")
+            .withExpiresAt(Instant.now().plusSeconds(600))
+            .sign(Algorithm.HMAC256(Files.readAllBytes(dir.resolve("jwks.json")))));
+    bad.put("payload changed after signing", parts[0] + "." + forgedPayload + "." + parts[2]);
+    bad.put("garbage", "this is not a token");
+    bad.put(
+        "too large",
+        token(
+            privateKey,
+            b ->
+                b.withSubject(A)
+                    .withClaim("role", "authenticated")
+                    .withClaim("pad", "x".repeat(5000))));
+    bad.put(
+        "unmapped role", token(privateKey, b -> b.withSubject(A).withClaim("role", "superuser")));
+    bad.put(
+        "service role without a scope",
+        token(privateKey, b -> b.withSubject(A).withClaim("role", "service_role")));
+    for (Map.Entry<String, String> e : bad.entrySet()) {
+      assertThatThrownBy(() -> login(e.getValue()).close())
+          .as(e.getKey())
+          .isInstanceOf(SQLException.class)
+          .satisfies(
+              x -> assertThat(((SQLException) x).getSQLState()).as(e.getKey()).isEqualTo("28000"));
+    }
+    assertThatThrownBy(() -> proxy.connect("app", "authenticator", "").close())
+        .isInstanceOf(SQLException.class);
+    try (Connection c = login(good);
+        Statement s = c.createStatement()) {
+      assertThat(row(s, "SELECT auth.uid()::text")).containsExactly(A);
+    }
+    String metrics =
+        new String(
+            proxy.adminUri("/metrics").toURL().openStream().readAllBytes(), StandardCharsets.UTF_8);
+    for (String reason :
+        List.of(
+            "expired",
+            "not_yet_valid",
+            "bad_audience",
+            "bad_issuer",
+            "unknown_kid",
+            "bad_signature",
+            "malformed",
+            "too_large",
+            "unmapped_role")) {
+      assertThat(metrics).as(reason).contains("reason=\"token_" + reason + "\"");
+    }
+  }
+
+  @Test
+  void anIdleSessionEndsWhenItsTokenExpires() throws Exception {
+    String shortLived =
+        token(
+            privateKey,
+            b ->
+                b.withSubject(A)
+                    .withClaim("role", "authenticated")
+                    .withExpiresAt(Instant.now().plusSeconds(2)));
+    try (Connection c = login(shortLived);
+        Statement s = c.createStatement()) {
+      assertThat(row(s, "SELECT auth.uid()::text")).containsExactly(A);
+      Thread.sleep(3_000);
+      assertThatThrownBy(() -> row(s, "SELECT 1"))
+          .isInstanceOf(SQLException.class)
+          .satisfies(
+              e -> assertThat(((SQLException) e).getSQLState()).isIn("28000", "08003", "08006"));
+    }
+  }
+
+  @Test
+  void keysAddedToTheJwksAreAcceptedAndRemovedOnesRefusedWithoutARestart() throws Exception {
+    Path jwks = otherDir.resolve("rotating.json");
+    Files.copy(dir.resolve("jwks.json"), jwks);
+    String config =
+        Files.readString(proxy.configFile())
+            .replace(dir.resolve("jwks.json").toString(), jwks.toString())
+            .replaceAll("listen: \\{[^}]*\\}\\n", "")
+            .replaceAll("admin: \\{[^}]*\\}\\n", "");
+    String k1 = user(A);
+    String k2 = token(otherKey, b -> b.withSubject(A).withClaim("role", "authenticated"));
+    try (RunningProxy second = RunningProxy.start(config)) {
+      assertThatThrownBy(() -> second.connect("app", "authenticator", k2).close())
+          .isInstanceOf(SQLException.class);
+      JsonNode both = Jwk.json().readTree(jwks.toFile());
+      ((com.fasterxml.jackson.databind.node.ArrayNode) both.get("keys"))
+          .add(Jwk.json().readTree(otherDir.resolve("jwks.json").toFile()).get("keys").get(0));
+      Files.writeString(jwks, both.toPrettyString());
+      org.awaitility.Awaitility.await()
+          .atMost(java.time.Duration.ofSeconds(10))
+          .ignoreExceptions()
+          .until(
+              () -> {
+                second.connect("app", "authenticator", k2).close();
+                return true;
+              });
+      Files.writeString(jwks, Files.readString(otherDir.resolve("jwks.json")));
+      org.awaitility.Awaitility.await()
+          .atMost(java.time.Duration.ofSeconds(10))
+          .until(
+              () -> {
+                try {
+                  second.connect("app", "authenticator", k1).close();
+                  return false;
+                } catch (SQLException e) {
+                  return "28000".equals(e.getSQLState());
+                }
+              });
+      second.connect("app", "authenticator", k2).close();
+    }
+  }
+}
