@@ -191,6 +191,15 @@ final class ClientAuthHandler extends ChannelInboundHandlerAdapter {
       client.closeReason("28000 token refused: " + e.reason().label());
       return;
     }
+    if (client.database().user() != null) {
+      // A fixed server login would run every token's session as that one role.
+      client.fatal(
+          SqlState.INVALID_AUTHORIZATION_SPECIFICATION,
+          "database \"" + client.database().name() + "\" does not take token logins");
+      client.closeReason(
+          "28000 token login to a database with a fixed server user (databases.*.user)");
+      return;
+    }
     state = State.LOOKING_UP;
     client.token(verified);
     // The claims become two of the client's settings: applied at every checkout where the server
@@ -329,7 +338,7 @@ final class ClientAuthHandler extends ChannelInboundHandlerAdapter {
       return;
     }
     Database db = client.database();
-    String role = db.user() != null ? db.user() : client.loginRole();
+    String role = client.token() != null || db.user() == null ? client.loginRole() : db.user();
     Map<String, String> parameters = new LinkedHashMap<>();
     parameters.put("user", role);
     parameters.put("database", db.dbname());

@@ -180,7 +180,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter
               millis + 1,
               TimeUnit.MILLISECONDS);
     }
-    Map<String, String> welcome = transactionMode ? pool.welcome(settings.desired()) : null;
+    Map<String, String> welcome = transactionMode ? pool.welcome(settings.welcomeKey()) : null;
     if (welcome != null) {
       greet(welcome);
     } else {
@@ -669,7 +669,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter
     if (loginPending) {
       Map<String, String> parameters = new LinkedHashMap<>(server.reported());
       if (transactionMode) {
-        pool.welcome(settings.desired(), parameters);
+        pool.welcome(settings.welcomeKey(), parameters);
       }
       greet(parameters);
     }

@@ -69,6 +69,20 @@ final class SessionSettings {
   }
 
   /** The capture query ({@link #SNAPSHOT_SQL}) is sent. */
+  /**
+   * The settings that decide what a server reports at login, for the pool's cache of greetings: the
+   * desired ones without a token's claims, which differ for every token and change no report.
+   */
+  Map<String, String> welcomeKey() {
+    if (!desired.containsKey(ClientAuthHandler.CLAIMS)) {
+      return desired;
+    }
+    Map<String, String> key = new LinkedHashMap<>(desired);
+    key.remove(ClientAuthHandler.CLAIMS);
+    key.remove(ClientAuthHandler.CLAIMS_SIGNATURE);
+    return key;
+  }
+
   void captureStarted() {
     captureNeeded = false;
     captured = new LinkedHashMap<>();

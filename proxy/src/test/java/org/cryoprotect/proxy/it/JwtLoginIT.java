@@ -155,7 +155,12 @@ class JwtLoginIT {
                 + "      service_role:\n"
                 + "        - { scope: \"cryo:write\", role: service_write }\n"
                 + "        - { scope: \"cryo:read\", role: service_read }\n"
-                + RunningProxy.database("app", "jwtapp", "127.0.0.1", pg.primary().port()));
+                + RunningProxy.database("app", "jwtapp", "127.0.0.1", pg.primary().port())
+                + "  fixed:\n    dbname: jwtapp\n    primary: { host: 127.0.0.1, port: "
+                + pg.primary().port()
+                + " }\n    user: postgres\n    password: "
+                + PgCluster.SUPERUSER_PASSWORD
+                + "\n");
   }
 
   @AfterAll
@@ -375,6 +380,11 @@ class JwtLoginIT {
     }
     assertThatThrownBy(() -> proxy.connect("app", "authenticator", "").close())
         .isInstanceOf(SQLException.class);
+    // A database with a fixed server login would run the token's session as that login.
+    assertThatThrownBy(() -> proxy.connect("fixed", "authenticator", good).close())
+        .isInstanceOf(SQLException.class)
+        .satisfies(x -> assertThat(((SQLException) x).getSQLState()).isEqualTo("28000"))
+        .hasMessageContaining("does not take token logins");
     try (Connection c = login(good);
         Statement s = c.createStatement()) {
       assertThat(row(s, "SELECT auth.uid()::text")).containsExactly(A);
