@@ -10,9 +10,9 @@ import io.netty.util.concurrent.Future;
 import io.netty.util.concurrent.ScheduledFuture;
 import java.time.Instant;
 import java.util.ArrayDeque;
-import java.util.EnumSet;
 import java.util.LinkedHashMap;
 import java.util.Map;
+import java.util.Set;
 import java.util.concurrent.TimeUnit;
 import org.cryoprotect.proxy.auth.TokenVerifier;
 import org.cryoprotect.proxy.backend.ServerCredentials;
@@ -85,11 +85,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter
   private final ServerCredentials credentials;
   private final SessionSettings settings;
   private final StatementRenamer statements;
-  private final EnumSet<Pin> pins = EnumSet.noneOf(Pin.class);
-  // Pins the client's statements made or lifted after the state probe in flight was sent: the
-  // server runs them after the probe, so the probe's answer cannot know of them.
-  private final EnumSet<Pin> pinnedSinceProbe = EnumSet.noneOf(Pin.class);
-  private final EnumSet<Pin> releasedSinceProbe = EnumSet.noneOf(Pin.class);
+  private final Pins pins;
 
   private final ArrayDeque<ByteBuf> backlog = new ArrayDeque<>();
   private final ReplyQueue pending = new ReplyQueue();
@@ -140,6 +136,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter
     this.serverStartup = serverStartup;
     this.credentials = credentials;
     this.settings = new SessionSettings(client.startup());
+    this.pins = new Pins(frontend.metrics());
     this.statements =
         new StatementRenamer(
             transactionMode,
@@ -460,22 +457,9 @@ final class ClientSession extends ChannelInboundHandlerAdapter
     if (effects.changesSession()) {
       settings.mayHaveChanged();
     }
-    if (!effects.releases().isEmpty()) {
-      pins.removeAll(effects.releases());
-      releasedSinceProbe.addAll(effects.releases());
-      pinnedSinceProbe.removeAll(effects.releases());
-    }
-    if (!effects.pins().isEmpty()) {
-      if (!pins.containsAll(effects.pins())) {
-        log.debug("client {} pinned to {} for {}", client.address(), server, effects.pins());
-      }
-      pinnedSinceProbe.addAll(effects.pins());
-      releasedSinceProbe.removeAll(effects.pins());
-      for (Pin pin : effects.pins()) {
-        if (pins.add(pin)) {
-          frontend.metrics().pin(pin.name().toLowerCase(java.util.Locale.ROOT));
-        }
-      }
+    Set<Pin> added = pins.noted(effects.pins(), effects.releases());
+    if (!added.isEmpty()) {
+      log.debug("client {} pinned to {} for {}", client.address(), server, added);
     }
   }
 
@@ -820,25 +804,11 @@ final class ClientSession extends ChannelInboundHandlerAdapter
       server.applied(settings.desired());
     } else if (done.kind == Kind.SNAPSHOT) {
       server.applied(settings.captureDone());
-      // The probe is the truth about the state before it; the client's statements sent after it
-      // (it may pipeline while it holds the connection) are judged by their text until the next.
-      EnumSet<Pin> held = EnumSet.copyOf(pinnedSinceProbe);
-      for (Pin pin : settings.capturedPins()) {
-        if (!releasedSinceProbe.contains(pin)) {
-          held.add(pin);
-        }
+      Set<Pin> added = pins.probed(settings.capturedPins());
+      if (!added.isEmpty()) {
+        log.debug(
+            "client {} pinned to {} for {} (seen by the probe)", client.address(), server, added);
       }
-      for (Pin pin : held) {
-        if (pins.add(pin)) {
-          log.debug(
-              "client {} pinned to {} for {} (seen by the snapshot)",
-              client.address(),
-              server,
-              pin);
-          frontend.metrics().pin(pin.name().toLowerCase(java.util.Locale.ROOT));
-        }
-      }
-      pins.retainAll(held);
     }
   }
 
@@ -975,8 +945,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter
     if (transactionMode && (settings.captureNeeded() || unit.lsnNeeded())) {
       if (settings.captureNeeded()) {
         settings.captureStarted();
-        pinnedSinceProbe.clear();
-        releasedSinceProbe.clear();
+        pins.probeSent();
         writeOwn(Kind.SNAPSHOT, SessionSettings.SNAPSHOT_SQL);
       }
       if (unit.takeLsnNeeded()) {

@@ -52,23 +52,7 @@ class NodeBlameIT {
   static void prepare(PgCluster cluster) throws Exception {
     pg = cluster;
     pg.createDatabase("blame");
-    ToolRun init =
-        ToolRun.run(
-            List.of(
-                ClientTools.require("pgbench").toString(),
-                "-i",
-                "-s",
-                "1",
-                "-q",
-                "-h",
-                "127.0.0.1",
-                "-p",
-                String.valueOf(pg.primary().port()),
-                "-U",
-                "postgres",
-                "blame"),
-            120);
-    assertThat(init.exit()).as(init.output()).isZero();
+    TpcbChaosIT.pgbenchInit(pg, "blame");
   }
 
   static RunningProxy proxy() throws Exception {

@@ -51,23 +51,7 @@ class TpcbChaosIT {
   void tpcbBalancesHoldUnderTerminatedBackendsAndAPrimaryRestart(PgCluster pg) throws Exception {
     Path pgbench = ClientTools.require("pgbench");
     pg.createDatabase("chaos");
-    ToolRun init =
-        ToolRun.run(
-            List.of(
-                pgbench.toString(),
-                "-i",
-                "-s",
-                "1",
-                "-q",
-                "-h",
-                "127.0.0.1",
-                "-p",
-                String.valueOf(pg.primary().port()),
-                "-U",
-                "postgres",
-                "chaos"),
-            120);
-    assertThat(init.exit()).as(init.output()).isZero();
+    pgbenchInit(pg, "chaos");
 
     String yaml =
         "pool: { mode: transaction, size: 8, wait_timeout: 10s }\n"
@@ -139,6 +123,27 @@ class TpcbChaosIT {
     assertThat(stats.noTransaction)
         .as("a transaction the client began was gone before its END: " + report)
         .isEmpty();
+  }
+
+  /** {@code pgbench -i -s 1} of {@code database} directly on the primary. */
+  static void pgbenchInit(PgCluster pg, String database) throws Exception {
+    ToolRun init =
+        ToolRun.run(
+            List.of(
+                ClientTools.require("pgbench").toString(),
+                "-i",
+                "-s",
+                "1",
+                "-q",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                String.valueOf(pg.primary().port()),
+                "-U",
+                "postgres",
+                database),
+            120);
+    assertThat(init.exit()).as(init.output()).isZero();
   }
 
   static final class Stats {
