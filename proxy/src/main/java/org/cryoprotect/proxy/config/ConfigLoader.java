@@ -192,6 +192,7 @@ public final class ConfigLoader {
             breaker.integer("window", 20, 1, 10_000),
             breaker.duration("open_for", Duration.ofSeconds(5)),
             breaker.integer("half_open_calls", 2, 1, 1_000),
+            breaker.duration("grace", Duration.ofSeconds(3)),
             retry.integer("attempts", 4, 1, 100),
             retry.duration("backoff", Duration.ofMillis(50)),
             retry.duration("max_backoff", Duration.ofSeconds(1)));

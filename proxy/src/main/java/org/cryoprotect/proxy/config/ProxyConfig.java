@@ -275,7 +275,10 @@ public record ProxyConfig(
    * the last {@code window} connection attempts (at least {@code minimumCalls}), {@code
    * failureRate} percent failed or took longer than {@code slowCall}; or when two health probes in
    * a row find the node down. A server connection lost in use is not counted: it triggers a probe.
-   * It stays open {@code openFor}, then lets {@code halfOpenCalls} attempts test the node.
+   * It stays open {@code openFor}, then lets {@code halfOpenCalls} attempts test the node. For the
+   * first {@code grace} of a primary's outage (since its breaker left closed) work is not failed
+   * fast: a client's connect waits for the next probe to find the node back, so a restart that is
+   * over in seconds costs only the transactions it interrupted; a longer outage fails fast.
    * Connecting is retried up to {@code retryAttempts} times, with exponential backoff from {@code
    * retryBackoff} up to {@code retryMaxBackoff} and full jitter, never beyond the client's {@code
    * pool.wait_timeout}.
@@ -287,6 +290,7 @@ public record ProxyConfig(
       int window,
       Duration openFor,
       int halfOpenCalls,
+      Duration grace,
       int retryAttempts,
       Duration retryBackoff,
       Duration retryMaxBackoff) {}

@@ -504,7 +504,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter
       return;
     }
     NodeGuard chosen = router.guard(node);
-    if (!chosen.admits()) {
+    if (chosen.failsFast()) {
       acquireFailed(chosen.unavailable(unit.onWriter() ? "primary" : "replica"));
       return;
     }

@@ -40,6 +40,13 @@ import org.slf4j.LoggerFactory;
  * it at once; one that reaches it again moves it to half-open, so the next connection attempts test
  * the node without waiting out {@code open_for}. An error the server itself sent at login (wrong
  * password, unknown database, too many clients) proves the node is alive and counts as a success.
+ *
+ * <p>Grace: for the first {@code grace} of a primary's outage (measured from the breaker leaving
+ * closed, not from each reopening) work is not failed fast. A client's connect waits, polling the
+ * breaker, until a probe finds the node back or its own deadline passes: a restart that is over in
+ * seconds costs only the transactions it interrupted. Past the grace the breaker fails work fast,
+ * as DESIGN §4 wants for a node that stays down. A replica has no grace: its reads can go
+ * elsewhere.
  */
 public final class NodeGuard {
   private static final Logger log = LoggerFactory.getLogger(NodeGuard.class);
@@ -48,6 +55,8 @@ public final class NodeGuard {
   private final CircuitBreaker breaker;
   private final Retry retry;
   private final Duration openFor;
+  private final long graceNanos;
+  private volatile long downSinceNanos; // when the breaker last left closed; 0 while closed
   private final AtomicInteger outstanding = new AtomicInteger();
   private volatile long lastServedNanos = System.nanoTime() - TimeUnit.DAYS.toNanos(1);
   private volatile Instant openedAt = Instant.EPOCH;
@@ -56,11 +65,13 @@ public final class NodeGuard {
   private final Map<String, Integer> probeFailures = new HashMap<>();
   private volatile String role = "node"; // "primary" or "replica" once a probe has said which
   static final int PROBE_FAILURES_TO_OPEN = 2;
+  static final long GRACE_POLL_MS = 50;
 
   NodeGuard(
       Endpoint node, Resilience config, ProxyMetrics metrics, Consumer<NodeGuard> whenOpened) {
     this.node = node;
     this.openFor = config.openFor();
+    this.graceNanos = config.grace().toNanos();
     this.breaker =
         CircuitBreaker.of(
             "node-" + node,
@@ -95,14 +106,24 @@ public final class NodeGuard {
               String from = label(e.getStateTransition().getFromState());
               String to = label(e.getStateTransition().getToState());
               metrics.breakerTransition(node.toString(), from, to);
-              if (e.getStateTransition().getToState() == CircuitBreaker.State.OPEN) {
+              CircuitBreaker.State toState = e.getStateTransition().getToState();
+              if (toState == CircuitBreaker.State.CLOSED) {
+                downSinceNanos = 0;
+              } else if (downSinceNanos == 0) {
+                downSinceNanos = nonZero(System.nanoTime());
+              }
+              if (toState == CircuitBreaker.State.OPEN) {
                 openedAt = Instant.now();
                 log.warn(
-                    "circuit breaker for {} opened ({}); new work fails fast for {} ms",
+                    "circuit breaker for {} opened ({}); new work fails fast for {} ms"
+                        + " once the outage is {} ms old",
                     node,
                     openReason,
-                    openFor.toMillis());
-                whenOpened.accept(this);
+                    openFor.toMillis(),
+                    TimeUnit.NANOSECONDS.toMillis(graceNanos));
+                if (!inGrace()) {
+                  whenOpened.accept(this); // in the grace, waiting clients go on waiting
+                }
               } else {
                 log.info("circuit breaker for {}: {} -> {}", node, from, to);
               }
@@ -120,6 +141,24 @@ public final class NodeGuard {
       return true;
     }
     return Instant.now().isAfter(openedAt.plus(openFor));
+  }
+
+  /**
+   * True when work for the node must fail now: the breaker does not admit it and the outage is past
+   * its grace. In the grace, work goes ahead and its connect waits for the node.
+   */
+  public boolean failsFast() {
+    return !admits() && !inGrace();
+  }
+
+  /** A primary whose breaker is not closed, and left closed less than {@code grace} ago. */
+  boolean inGrace() {
+    long since = downSinceNanos;
+    return since != 0 && System.nanoTime() - since < graceNanos && "primary".equals(role);
+  }
+
+  private static long nonZero(long nanos) {
+    return nanos == 0 ? 1 : nanos;
   }
 
   public boolean isOpen() {
@@ -174,7 +213,7 @@ public final class NodeGuard {
     Promise<ServerConnection> promise = loop.newPromise();
     Throwable[] last = new Throwable[1];
     retry
-        .executeCompletionStage(loop, () -> once(attempt, deadlineNanos, last))
+        .executeCompletionStage(loop, () -> once(loop, attempt, deadlineNanos, last))
         .whenComplete(
             (connection, error) -> {
               if (error == null) {
@@ -193,6 +232,7 @@ public final class NodeGuard {
   }
 
   private CompletionStage<ServerConnection> once(
+      EventLoop loop,
       java.util.function.Supplier<Future<ServerConnection>> attempt,
       long deadlineNanos,
       Throwable[] last) {
@@ -200,6 +240,9 @@ public final class NodeGuard {
       return CompletableFuture.failedFuture(new GaveUp(last[0]));
     }
     if (!breaker.tryAcquirePermission()) {
+      if (inGrace() && System.nanoTime() < deadlineNanos) {
+        return later(loop, attempt, deadlineNanos, last); // not an attempt: none was made
+      }
       return CompletableFuture.failedFuture(new GaveUp(unavailable()));
     }
     long start = System.nanoTime();
@@ -224,6 +267,29 @@ public final class NodeGuard {
               }
               result.completeExceptionally(cause);
             });
+    return result;
+  }
+
+  /** {@link #once} again after {@link #GRACE_POLL_MS}: the breaker may admit work by then. */
+  private CompletionStage<ServerConnection> later(
+      EventLoop loop,
+      java.util.function.Supplier<Future<ServerConnection>> attempt,
+      long deadlineNanos,
+      Throwable[] last) {
+    CompletableFuture<ServerConnection> result = new CompletableFuture<>();
+    loop.schedule(
+        () ->
+            once(loop, attempt, deadlineNanos, last)
+                .whenComplete(
+                    (connection, error) -> {
+                      if (error == null) {
+                        result.complete(connection);
+                      } else {
+                        result.completeExceptionally(unwrap(error));
+                      }
+                    }),
+        GRACE_POLL_MS,
+        TimeUnit.MILLISECONDS);
     return result;
   }
 

@@ -9,6 +9,7 @@ import java.time.Duration;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
 import org.cryoprotect.proxy.testing.Backends;
+import org.cryoprotect.proxy.testing.FaultRelay;
 import org.cryoprotect.proxy.testing.PgCluster;
 import org.cryoprotect.proxy.testing.PgTest;
 import org.cryoprotect.proxy.testing.RunningProxy;
@@ -137,8 +138,46 @@ class CancelRequestIT {
     }
   }
 
+  /**
+   * The race of a late cancel: A's cancel is on its way to the server (held 2 s in a relay) when
+   * A's statement ends by itself and A gives its server connection back. B, next in line for the
+   * only server connection, must not get it before the cancel has been delivered; else the cancel
+   * lands on B's statement. B's {@code pg_sleep(2.5)} ends normally, after the cancel was taken.
+   */
+  @Test
+  void aCancelStillOnItsWayKeepsTheConnectionFromTheNextClient() throws Exception {
+    try (FaultRelay relay = FaultRelay.start("127.0.0.1", pg.primary().port());
+        RunningProxy slow =
+            RunningProxy.start(
+                "pool: { mode: transaction, size: 1, wait_timeout: 20s }\n"
+                    + RunningProxy.database("app", "app", relay.host(), relay.port()));
+        WireClient a = login(slow);
+        WireClient b = login(slow)) {
+      assertThat(a.ask("SELECT 1").errors()).isEmpty(); // the pool's one connection exists
+      String marker = "/* cancel-late */";
+      a.send(WireClient.query("SELECT pg_sleep(0.5) " + marker));
+      awaitActive(marker);
+      relay.holdNew(Duration.ofSeconds(2));
+      long sent = System.nanoTime();
+      WireClient.cancel(slow.port(), a.keyData());
+      Reply ra = a.ask(new byte[0]);
+      assertThat(ra.errors()).as("A ended before its cancel arrived: %s", ra).isEmpty();
+      relay.holdNew(Duration.ZERO);
+      Reply rb = b.ask("SELECT pg_sleep(2.5), 'B' /* after-late-cancel */");
+      assertThat(rb.errors()).as("B's statement, hit by A's late cancel? %s", rb).isEmpty();
+      assertThat(rb.rows()).as("%s", rb).hasSize(1);
+      // B waited for the cancel's delivery (about 2 s after it was sent), then slept 2.5 s.
+      assertThat(Duration.ofNanos(System.nanoTime() - sent))
+          .isGreaterThan(Duration.ofMillis(4_000));
+    }
+  }
+
   static WireClient login() throws Exception {
-    WireClient c = new WireClient(proxy.port());
+    return login(proxy);
+  }
+
+  static WireClient login(RunningProxy through) throws Exception {
+    WireClient c = new WireClient(through.port());
     c.startup("postgres", "app");
     assertThat(c.readUntilReady()).isNull();
     return c;

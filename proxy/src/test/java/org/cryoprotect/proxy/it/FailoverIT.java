@@ -56,7 +56,9 @@ class FailoverIT {
   private static final String RESILIENCE =
       "resilience:\n"
           + "  breaker: { failure_rate: 50, slow_call: 5s, minimum_calls: 5, window: 20,"
-          + " open_for: 5s, half_open_calls: 2 }\n"
+          // No grace: these drills pin failing fast from the moment the breaker opens (the grace
+          // that rides out a restart is TpcbChaosIT's and NodeGuardTest's).
+          + " open_for: 5s, half_open_calls: 2, grace: 0s }\n"
           + "  retry: { attempts: 4, backoff: 50ms, max_backoff: 1s }\n";
 
   // ------------------------------------------------------------------ acceptance 4

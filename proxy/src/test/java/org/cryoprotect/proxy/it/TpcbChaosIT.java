@@ -45,6 +45,7 @@ class TpcbChaosIT {
   static final long RUN_SECONDS = Long.getLong("cryoproxy.chaos.seconds", 25);
   static final int PGBENCH_CLIENTS = 28;
   static final int RAW_CLIENTS = 3;
+  static final int POOL_SIZE = 8;
   static final String RAW_APPLICATION = "tpcb-raw";
 
   @Test
@@ -54,12 +55,14 @@ class TpcbChaosIT {
     pgbenchInit(pg, "chaos");
 
     String yaml =
-        "pool: { mode: transaction, size: 8, wait_timeout: 10s }\n"
+        "pool: { mode: transaction, size: "
+            + POOL_SIZE
+            + ", wait_timeout: 10s }\n"
             + "limits: { server_connect_timeout: 2s }\n"
             + "health: { interval: 500ms, timeout: 1s }\n"
-            + "resilience:\n"
-            + "  breaker: { failure_rate: 100, minimum_calls: 10000, window: 10000, open_for: 1s }\n"
-            + "  retry: { attempts: 10, backoff: 50ms, max_backoff: 500ms }\n"
+            // The default breaker: terminated backends must not open it, and the restart is
+            // ridden out by the connect retries.
+            + "resilience: { retry: { attempts: 10, backoff: 50ms, max_backoff: 500ms } }\n"
             + RunningProxy.database("chaos", "chaos", "127.0.0.1", pg.primary().port());
     long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(RUN_SECONDS);
     Stats stats = new Stats();
@@ -93,7 +96,8 @@ class TpcbChaosIT {
             "[TpcbChaosIT] sums accounts=%s tellers=%s branches=%s history=%s (%s history rows);"
                 + " backends terminated %d, primary restarts %d; pgbench runs %d, transactions %d,"
                 + " failed %d, aborted clients %d; raw transactions begun %d, committed %d,"
-                + " client errors %d (by SQLSTATE %s), reconnects %d, 25P01 notices %d",
+                + " errors %d (by SQLSTATE %s), failed logins and transactions %d, reconnects %d,"
+                + " 25P01 notices %d; client errors %d against the bound %d",
             sums.get(0),
             sums.get(1),
             sums.get(2),
@@ -109,8 +113,11 @@ class TpcbChaosIT {
             stats.rawCommitted.get(),
             stats.rawErrors.get(),
             stats.errorCodes,
+            stats.rawFailed.get(),
             stats.reconnects.get(),
-            stats.noTransaction.size());
+            stats.noTransaction.size(),
+            stats.clientErrors(),
+            stats.terminated.get() + POOL_SIZE);
     System.out.println(report);
     stats.problems.forEach(p -> System.out.println("[TpcbChaosIT] " + p));
 
@@ -122,6 +129,12 @@ class TpcbChaosIT {
         .containsOnly(sums.get(0));
     assertThat(stats.noTransaction)
         .as("a transaction the client began was gone before its END: " + report)
+        .isEmpty();
+    assertThat(stats.clientErrors())
+        .as("client errors, at most one per terminated backend plus the pool size: " + report)
+        .isLessThanOrEqualTo(stats.terminated.get() + POOL_SIZE);
+    assertThat(stats.breakerWhileUp)
+        .as("clients refused by the breaker while the primary was up: " + report)
         .isEmpty();
   }
 
@@ -156,6 +169,10 @@ class TpcbChaosIT {
     final AtomicLong rawBegun = new AtomicLong();
     final AtomicLong rawCommitted = new AtomicLong();
     final AtomicLong rawErrors = new AtomicLong();
+    final AtomicLong rawFailed = new AtomicLong(); // logins and transactions that saw an error
+    volatile long restartBegan;
+    volatile long restartEnded;
+    final ConcurrentLinkedQueue<String> breakerWhileUp = new ConcurrentLinkedQueue<>();
     final AtomicLong reconnects = new AtomicLong();
     final Map<String, AtomicLong> errorCodes = new java.util.concurrent.ConcurrentSkipListMap<>();
     final ConcurrentLinkedQueue<String> noTransaction = new ConcurrentLinkedQueue<>();
@@ -166,6 +183,24 @@ class TpcbChaosIT {
       errorCodes
           .computeIfAbsent(String.valueOf(e.sqlState()), k -> new AtomicLong())
           .incrementAndGet();
+      breaker(e.toString());
+    }
+
+    /** Notes an error of the breaker unless the primary was down (or restarting) then. */
+    void breaker(String text) {
+      if (!text.contains("circuit breaker")) {
+        return;
+      }
+      long now = System.nanoTime();
+      boolean down = restartBegan != 0 && (restartEnded == 0 || now - restartEnded < 0);
+      if (!down) {
+        breakerWhileUp.add(text);
+      }
+    }
+
+    /** What the clients saw fail: one per failed login or transaction, each pgbench abort. */
+    long clientErrors() {
+      return rawFailed.get() + pgbenchAborted.get() + pgbenchFailed.get();
     }
   }
 
@@ -210,6 +245,7 @@ class TpcbChaosIT {
       while (aborted.find()) {
         stats.pgbenchAborted.incrementAndGet();
       }
+      run.output().lines().forEach(stats::breaker);
       run.output()
           .lines()
           .filter(l -> l.contains("aborted") || l.contains("actually processed"))
@@ -228,9 +264,9 @@ class TpcbChaosIT {
 
   /**
    * TPC-B as separate simple queries, going on after errors as psql without ON_ERROR_STOP does,
-   * once BEGIN succeeded (a client whose BEGIN failed knows it is not in a transaction and skips
-   * the rest). A closed connection is opened again. An END answered with 25P01 "there is no
-   * transaction in progress" is recorded: the transaction the client began was lost under it.
+   * unless the BEGIN left it idle (ReadyForQuery 'I': no transaction, it skips the rest). A closed
+   * connection is opened again. An END answered with 25P01 "there is no transaction in progress" is
+   * recorded: the transaction the client began was lost under it.
    */
   static Void rawClient(int port, int seed, long deadline, Stats stats) {
     Random random = new Random(seed);
@@ -246,6 +282,7 @@ class TpcbChaosIT {
           Message error = c.readUntilReady();
           if (error != null) {
             stats.error(error);
+            stats.rawFailed.incrementAndGet();
             c.close();
             c = null;
             Thread.sleep(100);
@@ -263,12 +300,18 @@ class TpcbChaosIT {
           stats.reconnects.incrementAndGet();
           continue;
         }
-        if (!begin.tags().contains("BEGIN") || begin.status() != 'T') {
-          begin.errors().forEach(stats::error);
+        begin.errors().forEach(stats::error);
+        // 'E': the BEGIN's server connection was lost, and the transaction it opened failed with
+        // it; as psql goes on, so does this client (25P02 for the rest, END answered ROLLBACK).
+        boolean failed = begin.status() == 'E';
+        if (begin.status() != 'T' && !failed) {
+          stats.rawFailed.incrementAndGet();
           Thread.sleep(50);
           continue;
         }
-        stats.rawBegun.incrementAndGet();
+        if (!failed) {
+          stats.rawBegun.incrementAndGet();
+        }
         String[] body = {
           "UPDATE pgbench_accounts SET abalance = abalance + " + delta + " WHERE aid = " + aid,
           "SELECT abalance FROM pgbench_accounts WHERE aid = " + aid,
@@ -289,6 +332,7 @@ class TpcbChaosIT {
         for (String sql : body) {
           Reply r = c.ask(sql);
           r.errors().forEach(stats::error);
+          failed |= !r.errors().isEmpty() || r.closed();
           for (Message n : r.notices()) {
             if ("25P01".equals(n.sqlState())) {
               stats.noTransaction.add("client " + seed + ": " + sql + " -> " + r);
@@ -301,6 +345,9 @@ class TpcbChaosIT {
             closed = true;
             break;
           }
+        }
+        if (failed) {
+          stats.rawFailed.incrementAndGet();
         }
         if (closed) {
           c.close();
@@ -348,7 +395,9 @@ class TpcbChaosIT {
       if (stats.restarts.get() == 0 && System.nanoTime() > restartAt) {
         closeQuietly(c);
         c = null;
+        stats.restartBegan = System.nanoTime();
         pg.primary().restart();
+        stats.restartEnded = System.nanoTime();
         stats.restarts.incrementAndGet();
         continue;
       }

@@ -49,6 +49,10 @@ class NodeGuardTest {
   }
 
   private NodeGuard guard(int attempts, Duration backoff, Duration maxBackoff) {
+    return guard(attempts, backoff, maxBackoff, Duration.ZERO);
+  }
+
+  private NodeGuard guard(int attempts, Duration backoff, Duration maxBackoff, Duration grace) {
     Resilience config =
         new Resilience(
             50,
@@ -57,10 +61,13 @@ class NodeGuardTest {
             10,
             Duration.ofSeconds(2),
             1,
+            grace,
             attempts,
             backoff,
             maxBackoff);
-    return new NodeGuard(NODE, config, metrics, g -> opened.incrementAndGet());
+    NodeGuard guard = new NodeGuard(NODE, config, metrics, g -> opened.incrementAndGet());
+    guard.role("primary");
+    return guard;
   }
 
   private static ServerException refused() {
@@ -157,6 +164,59 @@ class NodeGuardTest {
         .hasMessageContaining("10.0.0.1:5432 is unavailable (circuit breaker open")
         .hasMessageContaining("tried again in");
     assertThat(((ServerException) f.cause()).state()).isEqualTo(SqlState.CONNECTION_FAILURE);
+  }
+
+  @Test
+  void inTheGraceAConnectWaitsForTheProbeInsteadOfFailingFast() throws Exception {
+    NodeGuard guard = guard(1, Duration.ofMillis(10), Duration.ofMillis(10), Duration.ofSeconds(3));
+    AtomicInteger calls = new AtomicInteger();
+    for (int i = 0; i < 4; i++) {
+      connect(guard, script(1000, calls), Duration.ofSeconds(5)).awaitUninterruptibly();
+    }
+    assertThat(guard.state()).isEqualTo(NodeStats.OPEN);
+    assertThat(guard.admits()).isFalse();
+    assertThat(guard.failsFast()).isFalse();
+    assertThat(opened).as("waiting clients are not failed in the grace").hasValue(0);
+
+    int before = calls.get();
+    Future<ServerConnection> f = connect(guard, script(0, calls), Duration.ofSeconds(5));
+    Thread.sleep(300);
+    assertThat(f.isDone()).as("waits while the breaker is open").isFalse();
+    assertThat(calls.get()).as("and tries nothing meanwhile").isEqualTo(before);
+    guard.probeSucceeded(); // the node is back: half-open lets the waiting connect through
+    assertThat(f.awaitUninterruptibly(2, TimeUnit.SECONDS)).isTrue();
+    assertThat(f.isSuccess()).as("%s", f.cause()).isTrue();
+  }
+
+  @Test
+  void pastTheGraceWorkFailsFastAgainAndReopeningDoesNotRenewIt() throws Exception {
+    NodeGuard guard =
+        guard(1, Duration.ofMillis(10), Duration.ofMillis(10), Duration.ofMillis(300));
+    AtomicInteger calls = new AtomicInteger();
+    for (int i = 0; i < 4; i++) {
+      connect(guard, script(1000, calls), Duration.ofSeconds(5)).awaitUninterruptibly();
+    }
+    Future<ServerConnection> waiting = connect(guard, script(0, calls), Duration.ofSeconds(5));
+    Thread.sleep(500);
+    assertThat(waiting.isDone()).as("the grace ended: the waiting connect gave up").isTrue();
+    assertThat(waiting.cause()).hasMessageContaining("circuit breaker open");
+    assertThat(guard.failsFast()).isTrue();
+    guard.probeSucceeded(); // half-open, and the trial fails: open again, still no grace
+    connect(guard, script(1000, calls), Duration.ofSeconds(5)).awaitUninterruptibly();
+    assertThat(guard.state()).isEqualTo(NodeStats.OPEN);
+    assertThat(guard.failsFast()).isTrue();
+  }
+
+  @Test
+  void aReplicaHasNoGraceItsReadsGoElsewhere() {
+    NodeGuard guard = guard(1, Duration.ofMillis(10), Duration.ofMillis(10), Duration.ofSeconds(3));
+    guard.role("replica");
+    AtomicInteger calls = new AtomicInteger();
+    for (int i = 0; i < 4; i++) {
+      connect(guard, script(1000, calls), Duration.ofSeconds(5)).awaitUninterruptibly();
+    }
+    assertThat(guard.failsFast()).isTrue();
+    assertThat(opened).hasValue(1);
   }
 
   @Test

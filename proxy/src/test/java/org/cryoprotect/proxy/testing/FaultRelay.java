@@ -61,6 +61,7 @@ public final class FaultRelay implements AutoCloseable {
   private volatile long delayNanos;
   private volatile boolean blackhole;
   private volatile boolean refuse;
+  private volatile long holdNewNanos;
 
   private FaultRelay(String targetHost, int targetPort, ServerSocket server) {
     this.targetHost = targetHost;
@@ -126,6 +127,18 @@ public final class FaultRelay implements AutoCloseable {
       silent.remove(socket);
       abort(socket);
     }
+  }
+
+  /**
+   * New connections are accepted at once but connected to the target only {@code d} later, so what
+   * their client sends first (a CancelRequest, a startup packet) arrives late; existing connections
+   * are unaffected. {@link Duration#ZERO} turns it off.
+   */
+  public void holdNew(Duration d) {
+    if (d.isNegative()) {
+      throw new IllegalArgumentException("negative hold " + d);
+    }
+    holdNewNanos = d.toNanos();
   }
 
   /** While on, new connections are accepted and reset at once; existing ones are unaffected. */
@@ -196,6 +209,14 @@ public final class FaultRelay implements AutoCloseable {
         abort(client);
       } else if (blackhole) {
         startSilent(client, id);
+      } else if (holdNewNanos > 0) {
+        long hold = holdNewNanos;
+        startWorker(
+            threadPrefix + "conn-" + id + "-held",
+            () -> {
+              pause(TimeUnit.NANOSECONDS.toMillis(hold));
+              startPair(client, id);
+            });
       } else {
         startPair(client, id);
       }
