@@ -25,6 +25,7 @@ import java.util.concurrent.Executors;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 import org.cryoprotect.proxy.admin.AdminHttpServer;
+import org.cryoprotect.proxy.auth.Revocations;
 import org.cryoprotect.proxy.backend.ServerConnector;
 import org.cryoprotect.proxy.backend.ServerTlsContext;
 import org.cryoprotect.proxy.config.ConfigLoader;
@@ -59,6 +60,7 @@ public final class ProxyServer implements AutoCloseable {
   private final EventLoopGroup workers;
   private final ExecutorService controlPlane;
   private final Frontend frontend;
+  private final Revocations revocations;
   private Pools pools;
   private volatile Path configFile;
   private final Channel listener;
@@ -87,6 +89,13 @@ public final class ProxyServer implements AutoCloseable {
       this.health = new HealthProbes(config, metrics);
       this.router = new Router(config, health, metrics);
       this.pools = new Pools(config, connector, router, workers.next());
+      this.revocations =
+          config.auth().jwt() == null
+              ? Revocations.none()
+              : new Revocations(
+                      HealthProbes.revocationSources(config), config.auth().jwt().revocationPoll())
+                  .start();
+      metrics.registerRevocations(revocations::size, revocations::ageSeconds);
       router.onNodeFailure(
           guard -> pools.nodeFailed(guard.node(), guard.unavailable(), false),
           node -> pools.nodeFailed(node, router.guard(node).unavailable(), true));
@@ -95,7 +104,7 @@ public final class ProxyServer implements AutoCloseable {
               clientTls(config),
               connector,
               new CancelRegistry(),
-              new ClientSecrets(config.auth(), config.serverTls(), controlPlane),
+              new ClientSecrets(config.auth(), config.serverTls(), controlPlane, revocations),
               pools,
               metrics,
               clients,
@@ -278,6 +287,7 @@ public final class ProxyServer implements AutoCloseable {
     frontend.clients().newCloseFuture().awaitUninterruptibly(2, TimeUnit.SECONDS);
     releaseResources();
     frontend.secrets().close();
+    revocations.close();
     terminated.countDown();
     log.info("shut down");
   }

@@ -12,15 +12,20 @@ import com.auth0.jwt.exceptions.SignatureVerificationException;
 import com.auth0.jwt.exceptions.TokenExpiredException;
 import com.auth0.jwt.interfaces.DecodedJWT;
 import com.fasterxml.jackson.databind.JsonNode;
+import com.github.benmanes.caffeine.cache.Cache;
+import com.github.benmanes.caffeine.cache.Caffeine;
+import com.github.benmanes.caffeine.cache.Expiry;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.attribute.FileTime;
 import java.security.GeneralSecurityException;
+import java.security.MessageDigest;
 import java.security.PublicKey;
 import java.security.interfaces.ECPublicKey;
 import java.security.interfaces.RSAPublicKey;
 import java.time.Clock;
+import java.time.Duration;
 import java.time.Instant;
 import java.util.ArrayList;
 import java.util.Base64;
@@ -47,10 +52,15 @@ import org.slf4j.LoggerFactory;
  * <p>The JWKS file is read again when its modification time changes (looked at no more than once a
  * second), so keys are added and removed without a restart. Thread-safe; verification runs where it
  * is called (an ES256 check takes a fraction of a millisecond).
+ *
+ * <p>Verified tokens are cached by their SHA-256 until they expire (a pool reconnecting with one
+ * token verifies its signature once). A hit is still checked against the clock, the revocation
+ * list, and the key set it was verified with: a key removed from the JWKS ends its cached tokens.
  */
 public final class TokenVerifier {
   private static final Logger log = LoggerFactory.getLogger(TokenVerifier.class);
   private static final long RECHECK_NANOS = 1_000_000_000L;
+  private static final int CACHE_ENTRIES = 10_000;
 
   /** Why a token was refused; the metric label is the lower-case name. */
   public enum Reason {
@@ -89,7 +99,16 @@ public final class TokenVerifier {
    * signature under the claims key, and the login role it maps to.
    */
   public record Verified(
-      String claims, String claimsSignature, String subject, String role, Instant expiresAt) {}
+      String claims,
+      String claimsSignature,
+      String subject,
+      String jti,
+      String role,
+      Instant expiresAt,
+      boolean cached) {}
+
+  /** A cache entry: the verdict and the key set it was reached with. */
+  private record Entry(Verified verified, Map<String, Algorithm> keys) {}
 
   private final Jwt config;
   private final Clock clock;
@@ -97,10 +116,40 @@ public final class TokenVerifier {
   private volatile Map<String, Algorithm> keys = Map.of(); // kid -> verifying algorithm
   private volatile FileTime keysModified;
   private volatile long keysCheckedNanos;
+  private final Revocations revocations;
+  private final Cache<String, Entry> cache;
 
   public TokenVerifier(Jwt config, Clock clock) throws IOException, GeneralSecurityException {
+    this(config, clock, Revocations.none());
+  }
+
+  public TokenVerifier(Jwt config, Clock clock, Revocations revocations)
+      throws IOException, GeneralSecurityException {
     this.config = config;
     this.clock = clock;
+    this.revocations = revocations;
+    this.cache =
+        Caffeine.newBuilder()
+            .maximumSize(CACHE_ENTRIES)
+            .expireAfter(
+                new Expiry<String, Entry>() {
+                  @Override
+                  public long expireAfterCreate(String key, Entry e, long now) {
+                    Instant end = e.verified().expiresAt().plus(config.clockSkew());
+                    return Math.max(0, Duration.between(clock.instant(), end).toNanos());
+                  }
+
+                  @Override
+                  public long expireAfterUpdate(String key, Entry e, long now, long left) {
+                    return left;
+                  }
+
+                  @Override
+                  public long expireAfterRead(String key, Entry e, long now, long left) {
+                    return left;
+                  }
+                })
+            .build();
     this.claimsKey =
         HexFormat.of()
             .parseHex(
@@ -115,7 +164,10 @@ public final class TokenVerifier {
     }
   }
 
-  /** Verifies {@code token} and maps it to a role; throws {@link Rejected} with the reason. */
+  /**
+   * Verifies {@code token} and maps it to a role, from the cache when it was verified before;
+   * throws {@link Rejected} with the reason.
+   */
   public Verified verify(String token) throws Rejected {
     if (token == null || token.isBlank()) {
       throw new Rejected(Reason.MALFORMED, "empty token");
@@ -124,6 +176,31 @@ public final class TokenVerifier {
       throw new Rejected(
           Reason.TOO_LARGE, "token longer than " + config.maxTokenBytes() + " bytes");
     }
+    String hash = sha256(token);
+    Entry hit = cache.getIfPresent(hash);
+    if (hit != null && hit.keys() == currentKeys()) {
+      Verified v = hit.verified();
+      if (!clock.instant().isBefore(v.expiresAt().plus(config.clockSkew()))) {
+        throw new Rejected(Reason.EXPIRED, "token expired");
+      }
+      if (revocations.isRevoked(v.jti())) {
+        throw new Rejected(Reason.REVOKED, "token revoked");
+      }
+      return new Verified(
+          v.claims(), v.claimsSignature(), v.subject(), v.jti(), v.role(), v.expiresAt(), true);
+    }
+    Map<String, Algorithm> keysUsed = currentKeys();
+    Verified verified = verifyWhole(token);
+    cache.put(hash, new Entry(verified, keysUsed));
+    return verified;
+  }
+
+  /** Whether a session's token has been revoked since its login. */
+  public boolean revoked(Verified token) {
+    return revocations.isRevoked(token.jti());
+  }
+
+  private Verified verifyWhole(String token) throws Rejected {
     DecodedJWT decoded;
     try {
       decoded = JWT.decode(token);
@@ -160,9 +237,27 @@ public final class TokenVerifier {
     } catch (IOException e) {
       throw new Rejected(Reason.MALFORMED, "claims are not JSON");
     }
+    if (revocations.isRevoked(decoded.getId())) {
+      throw new Rejected(Reason.REVOKED, "token revoked");
+    }
     String role = map(path(tree, config.roleClaim()), scopes(path(tree, config.scopeClaim())));
     return new Verified(
-        claims, sign(claims), decoded.getSubject(), role, decoded.getExpiresAtAsInstant());
+        claims,
+        sign(claims),
+        decoded.getSubject(),
+        decoded.getId(),
+        role,
+        decoded.getExpiresAtAsInstant(),
+        false);
+  }
+
+  private static String sha256(String token) {
+    try {
+      MessageDigest digest = MessageDigest.getInstance("SHA-256");
+      return HexFormat.of().formatHex(digest.digest(token.getBytes(StandardCharsets.UTF_8)));
+    } catch (GeneralSecurityException e) {
+      throw new IllegalStateException("SHA-256 unavailable", e);
+    }
   }
 
   /** The hex HMAC-SHA256 of {@code claims} under the claims key, as {@code auth.jwt()} checks. */

@@ -324,7 +324,11 @@ public final class ConfigLoader {
             node.string("role_claim", "role"),
             node.string("scope_claim", "scope"),
             roles,
-            node.file("claims_key_file"));
+            node.file("claims_key_file"),
+            node.duration("revocation_poll", Duration.ofSeconds(10)));
+    if (jwt.revocationPoll().compareTo(Duration.ofMillis(100)) < 0) {
+      throw new ConfigException(node.key("revocation_poll"), "must be at least 100ms");
+    }
     if (jwt.jwksFile() == null && jwt.secret() == null) {
       throw new ConfigException(node.key("jwks_file"), "or auth.jwt.secret is required");
     }

@@ -108,7 +108,8 @@ public record ProxyConfig(
       String roleClaim,
       String scopeClaim,
       Map<String, List<RoleRule>> roles,
-      Path claimsKeyFile) {
+      Path claimsKeyFile,
+      Duration revocationPoll) {
     @Override
     public String toString() {
       return "Jwt[users="

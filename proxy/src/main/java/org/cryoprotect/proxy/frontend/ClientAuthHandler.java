@@ -20,6 +20,7 @@ import org.cryoprotect.proxy.config.ProxyConfig.Database;
 import org.cryoprotect.proxy.config.ProxyConfig.Jwt;
 import org.cryoprotect.proxy.config.ProxyConfig.PlaintextPolicy;
 import org.cryoprotect.proxy.config.ProxyConfig.PoolMode;
+import org.cryoprotect.proxy.metrics.ProxyMetrics;
 import org.cryoprotect.proxy.protocol.Frames;
 import org.cryoprotect.proxy.protocol.SqlState;
 import org.cryoprotect.proxy.protocol.backend.Authentication.AuthenticationCleartextPassword;
@@ -171,6 +172,7 @@ final class ClientAuthHandler extends ChannelInboundHandlerAdapter {
             || (jwt.allowPlaintext() == PlaintextPolicy.LOOPBACK && loopback);
     if (!allowed) {
       frontend.metrics().clientLoginFailed("token_plaintext");
+      frontend.metrics().tokenRejected(ProxyMetrics.TOKEN_PLAINTEXT);
       client.fatal(
           SqlState.INVALID_AUTHORIZATION_SPECIFICATION,
           "a token is accepted only over TLS on this connection");
@@ -187,6 +189,7 @@ final class ClientAuthHandler extends ChannelInboundHandlerAdapter {
       verified = frontend.secrets().tokens().verify(token);
     } catch (TokenVerifier.Rejected e) {
       frontend.metrics().clientLoginFailed("token_" + e.reason().label());
+      frontend.metrics().tokenRejected(e.reason().label());
       client.fatal(SqlState.INVALID_AUTHORIZATION_SPECIFICATION, e.getMessage());
       client.closeReason("28000 token refused: " + e.reason().label());
       return;
@@ -200,6 +203,7 @@ final class ClientAuthHandler extends ChannelInboundHandlerAdapter {
           "28000 token login to a database with a fixed server user (databases.*.user)");
       return;
     }
+    frontend.metrics().tokenAccepted(verified.cached());
     state = State.LOOKING_UP;
     client.token(verified);
     // The claims become two of the client's settings: applied at every checkout where the server

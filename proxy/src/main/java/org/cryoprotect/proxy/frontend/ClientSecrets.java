@@ -9,6 +9,7 @@ import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.Executor;
 import org.cryoprotect.proxy.auth.AuthQuery;
+import org.cryoprotect.proxy.auth.Revocations;
 import org.cryoprotect.proxy.auth.Secret;
 import org.cryoprotect.proxy.auth.TokenVerifier;
 import org.cryoprotect.proxy.auth.UserList;
@@ -29,12 +30,19 @@ public final class ClientSecrets implements AutoCloseable {
   private final TokenVerifier tokens; // null without auth.jwt
 
   public ClientSecrets(Auth auth, ServerTls serverTls, Executor controlPlane) throws IOException {
+    this(auth, serverTls, controlPlane, Revocations.none());
+  }
+
+  public ClientSecrets(
+      Auth auth, ServerTls serverTls, Executor controlPlane, Revocations revocations)
+      throws IOException {
     this.auth = auth;
     this.serverTls = serverTls;
     this.users = auth.usersFile() == null ? null : UserList.load(auth.usersFile());
     this.controlPlane = controlPlane;
     try {
-      this.tokens = auth.jwt() == null ? null : new TokenVerifier(auth.jwt(), Clock.systemUTC());
+      this.tokens =
+          auth.jwt() == null ? null : new TokenVerifier(auth.jwt(), Clock.systemUTC(), revocations);
     } catch (GeneralSecurityException e) {
       throw new IOException("auth.jwt: " + e.getMessage(), e);
     }

@@ -483,12 +483,20 @@ final class ClientSession extends ChannelInboundHandlerAdapter
   // ---------------------------------------------------------------- acquiring and preparing
 
   /** A JWT login whose token has expired ends with 28000, as PostgreSQL ends a login it refuses. */
+  /** A JWT session whose token expired or was revoked ends (28000) before its next transaction. */
   private boolean tokenExpired() {
     TokenVerifier.Verified token = client.token();
-    if (token == null || Instant.now().isBefore(token.expiresAt())) {
+    if (token == null) {
       return false;
     }
-    client.fatal(SqlState.INVALID_AUTHORIZATION_SPECIFICATION, "token expired");
+    String why =
+        !Instant.now().isBefore(token.expiresAt())
+            ? "token expired"
+            : frontend.secrets().tokens().revoked(token) ? "token revoked" : null;
+    if (why == null) {
+      return false;
+    }
+    client.fatal(SqlState.INVALID_AUTHORIZATION_SPECIFICATION, why);
     return true;
   }
 

@@ -16,6 +16,7 @@ import java.util.function.Consumer;
 import java.util.function.Predicate;
 import java.util.function.ToIntFunction;
 import org.cryoprotect.proxy.admin.Readiness;
+import org.cryoprotect.proxy.auth.Revocations;
 import org.cryoprotect.proxy.config.ProxyConfig;
 import org.cryoprotect.proxy.config.ProxyConfig.Database;
 import org.cryoprotect.proxy.config.ProxyConfig.Endpoint;
@@ -178,6 +179,21 @@ public final class HealthProbes implements Readiness, AutoCloseable {
 
   private static String key(Target t) {
     return t.database() + "\u0000" + t.role() + "\u0000" + t.node();
+  }
+
+  /**
+   * Where the revocation list is read: the primary of each distinct (node, database name), with the
+   * health probes' login, which needs SELECT on {@code auth.revoked_tokens}.
+   */
+  public static List<Revocations.Source> revocationSources(ProxyConfig config) {
+    Map<String, Revocations.Source> sources = new LinkedHashMap<>();
+    for (Database db : config.databases().values()) {
+      Target t = target(config, db, db.primary(), Role.PRIMARY);
+      String name = db.dbname() + " on " + db.primary();
+      var ds = NodeProbe.dataSource(t, "revocations");
+      sources.putIfAbsent(name, new Revocations.Source(name, ds::getConnection));
+    }
+    return List.copyOf(sources.values());
   }
 
   /**

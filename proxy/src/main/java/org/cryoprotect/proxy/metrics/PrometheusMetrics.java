@@ -59,6 +59,11 @@ public final class PrometheusMetrics implements ProxyMetrics {
   private final Counter logins;
   private final Counter disconnects;
   private final Counter authFailures;
+  private final Counter tokensAccepted;
+  private final Counter tokensRejected;
+  private final Counter tokenCacheHits;
+  private volatile LongSupplier revokedTokens = () -> 0;
+  private volatile java.util.function.DoubleSupplier revocationAge = () -> 0;
   private final CounterDataPoint bytesIn;
   private final CounterDataPoint bytesOut;
   private final Counter errors;
@@ -83,6 +88,25 @@ public final class PrometheusMetrics implements ProxyMetrics {
             "database");
     authFailures =
         counter("cryoproxy_auth_failures_total", "Client logins refused, by reason", "reason");
+    tokensAccepted =
+        counter("cryoproxy_tokens_accepted_total", "JWT logins whose token was accepted");
+    tokensRejected =
+        counter("cryoproxy_tokens_rejected_total", "JWT logins refused, by reason", "reason");
+    TOKEN_REJECT_REASONS.forEach(reason -> tokensRejected.labelValues(reason));
+    tokenCacheHits =
+        counter(
+            "cryoproxy_token_cache_hits_total",
+            "Accepted tokens answered from the verification cache (no signature check)");
+    GaugeWithCallback.builder()
+        .name("cryoproxy_revoked_tokens")
+        .help("Token ids in the revocation list (auth.revoked_tokens)")
+        .callback(callback -> callback.call(revokedTokens.getAsLong()))
+        .register(registry);
+    GaugeWithCallback.builder()
+        .name("cryoproxy_revocation_list_age_seconds")
+        .help("Seconds since the revocation list was last read whole from every source")
+        .callback(callback -> callback.call(revocationAge.getAsDouble()))
+        .register(registry);
     Counter bytes =
         counter(
             "cryoproxy_bytes_total",
@@ -208,6 +232,25 @@ public final class PrometheusMetrics implements ProxyMetrics {
   @Override
   public void clientLoginFailed(String reason) {
     authFailures.labelValues(label(reason)).inc();
+  }
+
+  @Override
+  public void tokenAccepted(boolean cached) {
+    tokensAccepted.inc();
+    if (cached) {
+      tokenCacheHits.inc();
+    }
+  }
+
+  @Override
+  public void tokenRejected(String reason) {
+    tokensRejected.labelValues(label(reason)).inc();
+  }
+
+  @Override
+  public void registerRevocations(LongSupplier size, java.util.function.DoubleSupplier age) {
+    revokedTokens = size;
+    revocationAge = age;
   }
 
   @Override

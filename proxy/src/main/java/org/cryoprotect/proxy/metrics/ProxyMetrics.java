@@ -49,12 +49,42 @@ public interface ProxyMetrics {
    */
   String REPLAY_READ_ONLY = "read_only";
 
+  /** {@link #tokenRejected} reason: a token on a non-TLS connection its policy refuses. */
+  String TOKEN_PLAINTEXT = "plaintext";
+
+  /**
+   * Every reason a token is refused for (the verifier's reasons and {@link #TOKEN_PLAINTEXT}),
+   * exported at zero so that a rate over them exists before the first refusal.
+   */
+  java.util.List<String> TOKEN_REJECT_REASONS =
+      java.util.List.of(
+          "expired",
+          "not_yet_valid",
+          "bad_signature",
+          "bad_audience",
+          "bad_issuer",
+          "unknown_kid",
+          "revoked",
+          "unmapped_role",
+          "malformed",
+          "too_large",
+          TOKEN_PLAINTEXT);
+
   default void clientLogin(String database, String user) {}
 
   /** A login refused; {@code reason} is a short word such as {@code password} or {@code user}. */
   default void clientLoginFailed(String reason) {}
 
   default void clientClosed(String database, String user) {}
+
+  /** A token login passed verification; {@code cached}: answered from the verification cache. */
+  default void tokenAccepted(boolean cached) {}
+
+  /** A token refused, by reason: one of {@link #TOKEN_REJECT_REASONS}. */
+  default void tokenRejected(String reason) {}
+
+  /** The revocation list: ids known, and seconds since it was last read whole. */
+  default void registerRevocations(LongSupplier size, java.util.function.DoubleSupplier age) {}
 
   /** A server connection handed to a client after waiting {@code nanosWaited} (0 if idle). */
   default void checkout(String database, String node, long nanosWaited) {}

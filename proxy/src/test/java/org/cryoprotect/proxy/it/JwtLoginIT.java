@@ -392,6 +392,12 @@ class JwtLoginIT {
     String metrics =
         new String(
             proxy.adminUri("/metrics").toURL().openStream().readAllBytes(), StandardCharsets.UTF_8);
+    for (String reason : List.of("expired", "bad_audience", "unknown_kid", "too_large")) {
+      assertThat(metric(metrics, "cryoproxy_tokens_rejected_total{reason=\"" + reason + "\"}"))
+          .as(reason)
+          .isPositive();
+    }
+    assertThat(metrics).contains("cryoproxy_tokens_rejected_total{reason=\"revoked\"}");
     for (String reason :
         List.of(
             "expired",
@@ -404,6 +410,79 @@ class JwtLoginIT {
             "too_large",
             "unmapped_role")) {
       assertThat(metrics).as(reason).contains("reason=\"token_" + reason + "\"");
+    }
+  }
+
+  static double metric(String exposition, String series) {
+    return exposition
+        .lines()
+        .filter(l -> l.startsWith(series + " "))
+        .mapToDouble(l -> Double.parseDouble(l.substring(series.length() + 1).trim()))
+        .findFirst()
+        .orElse(-1);
+  }
+
+  static String metrics(RunningProxy p) throws Exception {
+    return new String(
+        p.adminUri("/metrics").toURL().openStream().readAllBytes(), StandardCharsets.UTF_8);
+  }
+
+  /**
+   * {@code cryoproxy token revoke}: the NOTIFY reaches the proxy, the next login with the token is
+   * refused (28000, counted as revoked) even though the token sits in the verification cache, and a
+   * session already logged in with it ends at its next transaction.
+   */
+  @Test
+  void aRevokedTokenIsRefusedAtLoginAndEndsItsSession() throws Exception {
+    String jti = UUID.randomUUID().toString();
+    String t =
+        token(privateKey, b -> b.withSubject(A).withClaim("role", "authenticated").withJWTId(jti));
+    double hitsBefore = metric(metrics(proxy), "cryoproxy_token_cache_hits_total");
+    try (Connection c = login(t);
+        Statement s = c.createStatement()) {
+      assertThat(row(s, "SELECT auth.uid()::text")).containsExactly(A);
+      login(t).close(); // the second login with the token: from the verification cache
+      assertThat(metric(metrics(proxy), "cryoproxy_token_cache_hits_total"))
+          .isGreaterThan(hitsBefore);
+      double revokedBefore =
+          metric(metrics(proxy), "cryoproxy_tokens_rejected_total{reason=\"revoked\"}");
+      long revokedAt = System.nanoTime();
+      assertThat(
+              cli(
+                  new org.cryoprotect.proxy.cli.Main(),
+                  "token",
+                  "revoke",
+                  "--config",
+                  dir.resolve("migrate.yaml").toString(),
+                  "--reason",
+                  "test",
+                  jti))
+          .isZero();
+      org.awaitility.Awaitility.await()
+          .atMost(java.time.Duration.ofSeconds(5))
+          .pollInterval(java.time.Duration.ofMillis(20))
+          .until(
+              () -> {
+                try {
+                  login(t).close();
+                  return false;
+                } catch (SQLException e) {
+                  return "28000".equals(e.getSQLState())
+                      && e.getMessage().contains("token revoked");
+                }
+              });
+      System.out.printf(
+          "[JwtLoginIT] revoked token refused %d ms after `token revoke`%n",
+          TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - revokedAt));
+      assertThatThrownBy(() -> row(s, "SELECT 1"))
+          .isInstanceOf(SQLException.class)
+          .satisfies(e -> assertThat(((SQLException) e).getSQLState()).isEqualTo("28000"))
+          .hasMessageContaining("token revoked");
+      String m = metrics(proxy);
+      assertThat(metric(m, "cryoproxy_tokens_rejected_total{reason=\"revoked\"}"))
+          .isGreaterThan(revokedBefore);
+      assertThat(metric(m, "cryoproxy_revoked_tokens")).isGreaterThanOrEqualTo(1);
+      assertThat(metric(m, "cryoproxy_revocation_list_age_seconds")).isBetween(0.0, 15.0);
     }
   }
 
@@ -439,6 +518,7 @@ class JwtLoginIT {
     String k1 = user(A);
     String k2 = token(otherKey, b -> b.withSubject(A).withClaim("role", "authenticated"));
     try (RunningProxy second = RunningProxy.start(config)) {
+      second.connect("app", "authenticator", k1).close(); // k1's token is now in the cache
       assertThatThrownBy(() -> second.connect("app", "authenticator", k2).close())
           .isInstanceOf(SQLException.class);
       JsonNode both = Jwk.json().readTree(jwks.toFile());
