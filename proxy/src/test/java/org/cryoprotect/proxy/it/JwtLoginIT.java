@@ -486,6 +486,41 @@ class JwtLoginIT {
     }
   }
 
+  /**
+   * The README's HikariCP recipe, run: each physical connection logs in with the token the file
+   * holds at that moment, so a pool moves to a new token as its connections are replaced.
+   */
+  @Test
+  void theReadmesHikariRecipeLogsInWithTheCurrentToken() throws Exception {
+    Path tokenFile = dir.resolve("app.token");
+    Files.writeString(tokenFile, user(A) + "\n");
+    try (com.zaxxer.hikari.HikariDataSource ds =
+        org.cryoprotect.proxy.examples.TokenPoolExample.pool(
+            "jdbc:postgresql://127.0.0.1:" + proxy.port() + "/app",
+            tokenFile,
+            java.time.Duration.ofMinutes(15))) {
+      try (Connection c = ds.getConnection();
+          Statement s = c.createStatement()) {
+        assertThat(row(s, "SELECT current_user, auth.uid()::text"))
+            .containsExactly("authenticated", A);
+      }
+      Files.writeString(tokenFile, user(B) + "\n"); // the token issuer rotated it
+      ds.getHikariPoolMXBean().softEvictConnections(); // what maxLifetime does, now
+      try (Connection c = ds.getConnection();
+          Statement s = c.createStatement()) {
+        assertThat(row(s, "SELECT auth.uid()::text")).containsExactly(B);
+      }
+    }
+    String readme = Files.readString(Path.of("..", "README.md"));
+    for (String example : List.of("TokenFilePlugin", "TokenPoolExample")) {
+      String source =
+          Files.readString(
+              Path.of("src/test/java/org/cryoprotect/proxy/examples", example + ".java"));
+      String body = source.substring(source.indexOf("public final class"));
+      assertThat(readme).as("README shows %s as tested", example).contains(body);
+    }
+  }
+
   @Test
   void anIdleSessionEndsWhenItsTokenExpires() throws Exception {
     String shortLived =
