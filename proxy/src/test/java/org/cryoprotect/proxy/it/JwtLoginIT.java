@@ -211,50 +211,116 @@ class JwtLoginIT {
     }
   }
 
+  /**
+   * The acceptance scale: 50 subjects in 200 client connections over 5 server connections, 100,000
+   * queries through transaction pooling, each answered with exactly its own subject's rows.
+   */
   @Test
   void eachSubjectSeesOnlyItsRowsThroughSharedServerConnections() throws Exception {
-    String tokenA = user(A);
-    String tokenB = user(B);
-    ExecutorService threads = Executors.newFixedThreadPool(20);
-    List<Future<Integer>> work = new ArrayList<>();
-    for (int i = 0; i < 20; i++) {
-      boolean isA = i % 2 == 0;
-      work.add(
-          threads.submit(
-              () -> {
-                int checked = 0;
-                try (Connection c = login(isA ? tokenA : tokenB);
-                    Statement s = c.createStatement()) {
-                  for (int q = 0; q < 100; q++) {
-                    List<String> r =
-                        row(
-                            s,
-                            "SELECT current_user, auth.uid()::text,"
-                                + " string_agg(body, ',' ORDER BY body) FROM notes");
-                    assertThat(r)
-                        .containsExactly("authenticated", isA ? A : B, isA ? "a1,a2" : "b1,b2,b3");
-                    checked++;
-                  }
-                }
-                return checked;
-              }));
+    int subjects = 50;
+    int clients = 200;
+    int queriesEach = Integer.getInteger("cryoproxy.jwt.queries", 500); // per client
+    StringBuilder rows = new StringBuilder();
+    List<String> ids = new ArrayList<>();
+    List<String> expected = new ArrayList<>();
+    for (int i = 0; i < subjects; i++) {
+      String id =
+          UUID.nameUUIDFromBytes(("subject-" + i).getBytes(StandardCharsets.UTF_8)).toString();
+      ids.add(id);
+      List<String> bodies = new ArrayList<>();
+      for (int k = 0; k <= i % 3; k++) {
+        bodies.add("s" + i + "-" + k);
+        rows.append(rows.length() == 0 ? "" : ", ")
+            .append("('" + id + "', 's" + i + "-" + k + "')");
+      }
+      expected.add(String.join(",", bodies));
     }
+    pg.primary()
+        .sql(
+            "jwtapp",
+            "CREATE TABLE many_notes (owner uuid NOT NULL, body text NOT NULL);"
+                + " ALTER TABLE many_notes ENABLE ROW LEVEL SECURITY;"
+                + " CREATE POLICY many_notes_own ON many_notes FOR SELECT TO authenticated"
+                + " USING (owner = (SELECT auth.uid()));"
+                + " GRANT SELECT ON many_notes TO authenticated;"
+                + " INSERT INTO many_notes VALUES "
+                + rows);
+    List<String> tokens = new ArrayList<>();
+    for (String id : ids) {
+      tokens.add(user(id));
+    }
+    String config =
+        Files.readString(proxy.configFile())
+            .replace("size: 2,", "size: 5,")
+            .replaceAll("listen: \\{[^}]*\\}\\n", "")
+            .replaceAll("admin: \\{[^}]*\\}\\n", "");
+    assertThat(config).contains("size: 5,");
+    long start = System.nanoTime();
     int queries = 0;
-    for (Future<Integer> f : work) {
-      queries += f.get(120, TimeUnit.SECONDS);
+    try (RunningProxy five = RunningProxy.start(config)) {
+      ExecutorService threads = Executors.newFixedThreadPool(clients);
+      List<Future<Integer>> work = new ArrayList<>();
+      for (int i = 0; i < clients; i++) {
+        int subject = i % subjects;
+        work.add(
+            threads.submit(
+                () -> {
+                  int checked = 0;
+                  try (Connection c = five.connect("app", "authenticator", tokens.get(subject));
+                      Statement s = c.createStatement()) {
+                    for (int q = 0; q < queriesEach; q++) {
+                      List<String> r =
+                          row(
+                              s,
+                              "SELECT auth.uid()::text, string_agg(body, ',' ORDER BY body)"
+                                  + " FROM many_notes");
+                      assertThat(r).containsExactly(ids.get(subject), expected.get(subject));
+                      checked++;
+                    }
+                  }
+                  return checked;
+                }));
+      }
+      // However many clients, at most the pool's five server connections for the role: sampled
+      // while the clients run, not counting the backends the class's other proxy already had.
+      String others =
+          String.join(
+              ",",
+              pg.primary()
+                  .sql(
+                      "jwtapp",
+                      "SELECT coalesce(string_agg(pid::text, ','), '0') FROM pg_stat_activity"
+                          + " WHERE usename = 'authenticated'")
+                  .get(0));
+      int most = 0;
+      while (!work.stream().allMatch(Future::isDone)) {
+        most =
+            Math.max(
+                most,
+                Integer.parseInt(
+                    pg.primary()
+                        .sql(
+                            "jwtapp",
+                            "SELECT count(*) FROM pg_stat_activity WHERE usename = 'authenticated'"
+                                + " AND pid NOT IN ("
+                                + others
+                                + ")")
+                        .get(0)
+                        .get(0)));
+        Thread.sleep(100);
+      }
+      for (Future<Integer> f : work) {
+        queries += f.get(300, TimeUnit.SECONDS);
+      }
+      threads.shutdown();
+      System.out.printf("[JwtLoginIT] server connections of the role, most seen: %d%n", most);
+      assertThat(most).isBetween(1, 5);
     }
-    threads.shutdown();
     System.out.printf(
-        "[JwtLoginIT] 20 clients (2 subjects) over a pool of 2: %d queries, 0 foreign rows%n",
-        queries);
-    assertThat(queries).isEqualTo(2_000);
-    // At most the pool's two server connections for the role, however many clients.
-    assertThat(
-            pg.primary()
-                .sql(
-                    "jwtapp",
-                    "SELECT count(*) <= 2 FROM pg_stat_activity WHERE usename = 'authenticated'"))
-        .containsExactly(List.of("t"));
+        "[JwtLoginIT] %d clients (%d subjects) over a pool of 5: %d queries in %d ms,"
+            + " 0 rows of another subject%n",
+        clients, subjects, queries, TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - start));
+    assertThat(queries).isEqualTo(clients * queriesEach);
   }
 
   @Test
@@ -518,6 +584,45 @@ class JwtLoginIT {
               Path.of("src/test/java/org/cryoprotect/proxy/examples", example + ".java"));
       String body = source.substring(source.indexOf("public final class"));
       assertThat(readme).as("README shows %s as tested", example).contains(body);
+    }
+  }
+
+  /**
+   * {@code allow_plaintext: loopback}: the same token, on a proxy listening on every address, is
+   * accepted from 127.0.0.1 and refused (28000, counted as {@code plaintext}) from the machine's
+   * own non-loopback address, where it would have crossed a network in the clear.
+   */
+  @Test
+  void aTokenWithoutTlsIsRefusedFromANonLoopbackAddress() throws Exception {
+    java.net.InetAddress remote =
+        java.util.Collections.list(java.net.NetworkInterface.getNetworkInterfaces()).stream()
+            .flatMap(i -> java.util.Collections.list(i.getInetAddresses()).stream())
+            .filter(a -> a instanceof java.net.Inet4Address && !a.isLoopbackAddress())
+            .findFirst()
+            .orElseThrow(() -> new AssertionError("this machine has no non-loopback IPv4 address"));
+    String config =
+        "listen: { host: 0.0.0.0, port: 0 }\n"
+            + Files.readString(proxy.configFile())
+                .replaceAll("listen: \\{[^}]*\\}\\n", "")
+                .replaceAll("admin: \\{[^}]*\\}\\n", "");
+    String t = user(A);
+    try (RunningProxy open = RunningProxy.start(config)) {
+      try (Connection c = open.connect("app", "authenticator", t);
+          Statement s = c.createStatement()) {
+        assertThat(row(s, "SELECT auth.uid()::text")).containsExactly(A);
+      }
+      java.util.Properties props = new java.util.Properties();
+      props.setProperty("user", "authenticator");
+      props.setProperty("password", t);
+      props.setProperty("sslmode", "disable");
+      String url = "jdbc:postgresql://" + remote.getHostAddress() + ":" + open.port() + "/app";
+      assertThatThrownBy(() -> java.sql.DriverManager.getConnection(url, props).close())
+          .as("a token over plain TCP from %s", remote)
+          .isInstanceOf(SQLException.class)
+          .satisfies(e -> assertThat(((SQLException) e).getSQLState()).isEqualTo("28000"))
+          .hasMessageContaining("only over TLS");
+      assertThat(metric(metrics(open), "cryoproxy_tokens_rejected_total{reason=\"plaintext\"}"))
+          .isEqualTo(1);
     }
   }
 

@@ -26,15 +26,20 @@ public final class RunningProxy implements AutoCloseable {
   }
 
   /**
-   * {@code yaml} should leave {@code listen} out (an ephemeral loopback port is used); {@code
-   * admin} too, unless the test is about it: the admin endpoint also gets an ephemeral port, so
-   * that tests never fight over the default 9187.
+   * {@code yaml} should leave {@code listen} out (an ephemeral loopback port is used, unless the
+   * test is about where the proxy listens; keep {@code port: 0} then); {@code admin} too, unless
+   * the test is about it: the admin endpoint also gets an ephemeral port, so that tests never fight
+   * over the default 9187.
    */
   public static RunningProxy start(String yaml) throws Exception {
     Path dir = Files.createTempDirectory("cryoproxy-test");
     Path file = dir.resolve("cryoproxy.yaml");
     String admin = yaml.lines().anyMatch(l -> l.startsWith("admin:")) ? "" : ADMIN;
-    Files.writeString(file, "listen: { host: 127.0.0.1, port: 0 }\n" + admin + yaml);
+    String listen =
+        yaml.lines().anyMatch(l -> l.startsWith("listen:"))
+            ? ""
+            : "listen: { host: 127.0.0.1, port: 0 }\n";
+    Files.writeString(file, listen + admin + yaml);
     ConfigLoader.load(file, Map.of()); // fail here, with the key named, on a bad test config
     return new RunningProxy(ProxyServer.start(file), dir);
   }
