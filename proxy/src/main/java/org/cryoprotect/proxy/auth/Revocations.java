@@ -151,8 +151,13 @@ public final class Revocations implements AutoCloseable {
         read.add(rs.getString(1));
       }
     }
-    bySource.put(source.name(), Set.copyOf(read));
+    replace(source.name(), read);
     readAtNanos.put(source.name(), System.nanoTime());
+  }
+
+  /** {@code source}'s revoked ids are now {@code ids}. */
+  void replace(String source, Set<String> ids) {
+    bySource.put(source, Set.copyOf(ids));
   }
 
   private void added(Source source, PGNotification[] notes) {
@@ -162,7 +167,7 @@ public final class Revocations implements AutoCloseable {
         next.add(n.getParameter());
       }
     }
-    bySource.put(source.name(), Set.copyOf(next));
+    replace(source.name(), next);
     log.info("{} token ids revoked in {}", notes.length, source.name());
   }
 
