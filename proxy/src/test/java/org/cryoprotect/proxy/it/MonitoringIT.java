@@ -65,6 +65,12 @@ class MonitoringIT {
           "^(.*\\S)\\s*(==|!=|>=|<=|>|<)\\s*(bool\\s+)?[-+]?[0-9.]+([eE][-+]?\\d+)?\\s*$",
           Pattern.DOTALL);
 
+  /** A set operator and its vector matching clause, in {@link #operands}' masked copy. */
+  private static final Pattern SET_OPERATOR =
+      Pattern.compile(
+          "(?<![\\w:])(?:and|or|unless)(?![\\w:])(?:\\s*(?:on|ignoring)\\s*\\([^)]*\\))?",
+          Pattern.CASE_INSENSITIVE);
+
   @TempDir static Path dir;
   static Path usersFile;
 
@@ -275,17 +281,63 @@ class MonitoringIT {
   }
 
   /**
-   * What must return data for an alert that is not firing: the expression without its trailing
-   * threshold, or, without one, each metric it selects.
+   * What must return data for an alert that is not firing: each operand of a top-level {@code and},
+   * {@code or} or {@code unless} on its own (an alert with two conditions), as its expression
+   * without its trailing threshold, or, without one, each metric it selects.
    */
   static List<String> alertParts(String promql) {
-    Matcher m = THRESHOLD.matcher(promql.trim());
-    if (m.matches()) {
-      return List.of(m.group(1));
+    List<String> parts = new ArrayList<>();
+    for (String operand : operands(promql)) {
+      Matcher m = THRESHOLD.matcher(operand);
+      if (m.matches()) {
+        parts.add(m.group(1));
+      } else {
+        DashboardQueries.metricNames(operand).stream()
+            .map(n -> n + "{job=\"cryoproxy\"}")
+            .forEach(parts::add);
+      }
     }
-    return DashboardQueries.metricNames(promql).stream()
-        .map(n -> n + "{job=\"cryoproxy\"}")
-        .toList();
+    return parts;
+  }
+
+  /**
+   * {@code promql} cut at its top-level set operators (with their {@code on}/{@code ignoring}
+   * clause): those outside brackets and strings, found in a copy where everything inside them is
+   * blanked out.
+   */
+  static List<String> operands(String promql) {
+    char[] masked = promql.toCharArray();
+    int depth = 0;
+    char quote = 0;
+    for (int i = 0; i < masked.length; i++) {
+      char c = masked[i];
+      if (quote != 0) {
+        if (c == '\\' && i + 1 < masked.length) {
+          masked[i++] = '_';
+        } else if (c == quote) {
+          quote = 0;
+        }
+        masked[i] = '_';
+      } else if (c == '"' || c == '\'' || c == '`') {
+        quote = c;
+        masked[i] = '_';
+      } else if (c == '(' || c == '[' || c == '{') {
+        depth++;
+      } else if (c == ')' || c == ']' || c == '}') {
+        depth--;
+      } else if (depth > 0) {
+        masked[i] = '_';
+      }
+    }
+    List<String> operands = new ArrayList<>();
+    Matcher m = SET_OPERATOR.matcher(new String(masked));
+    int from = 0;
+    while (m.find()) {
+      operands.add(promql.substring(from, m.start()).trim());
+      from = m.end();
+    }
+    operands.add(promql.substring(from).trim());
+    return operands;
   }
 
   private static void awaitData(PrometheusServer prometheus, String promql, Duration timeout)

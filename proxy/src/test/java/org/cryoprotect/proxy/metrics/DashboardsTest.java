@@ -37,6 +37,10 @@ class DashboardsTest {
     m.clientLogin("app", "alice");
     m.clientClosed("app", "alice");
     m.clientLoginFailed("password");
+    m.tokenAccepted(false);
+    m.tokenAccepted(true);
+    m.tokenRejected("expired");
+    m.registerRevocations(() -> 2, () -> 4.5);
     m.checkout("app", "127.0.0.1:5432", 1_000_000);
     m.transaction("app", ProxyMetrics.PRIMARY, 2_000_000);
     m.query("app", ProxyMetrics.PRIMARY, 1_000_000);
