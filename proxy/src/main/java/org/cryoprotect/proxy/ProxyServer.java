@@ -25,6 +25,7 @@ import java.util.concurrent.Executors;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 import org.cryoprotect.proxy.admin.AdminHttpServer;
+import org.cryoprotect.proxy.audit.Audit;
 import org.cryoprotect.proxy.auth.Revocations;
 import org.cryoprotect.proxy.backend.ServerConnector;
 import org.cryoprotect.proxy.backend.ServerTlsContext;
@@ -61,6 +62,7 @@ public final class ProxyServer implements AutoCloseable {
   private final ExecutorService controlPlane;
   private final Frontend frontend;
   private final Revocations revocations;
+  private final Audit audit;
   private Pools pools;
   private volatile Path configFile;
   private final Channel listener;
@@ -96,6 +98,7 @@ public final class ProxyServer implements AutoCloseable {
                       HealthProbes.revocationSources(config), config.auth().jwt().revocationPoll())
                   .start();
       metrics.registerRevocations(revocations::size, revocations::ageSeconds);
+      this.audit = config.audit() == null ? Audit.off() : startAudit(config);
       router.onNodeFailure(
           guard -> pools.nodeFailed(guard.node(), guard.unavailable(), false),
           node -> pools.nodeFailed(node, router.guard(node).unavailable(), true));
@@ -124,7 +127,8 @@ public final class ProxyServer implements AutoCloseable {
                   t.setDaemon(true);
                   t.start();
                 }
-              });
+              },
+              audit);
       this.listener =
           new ServerBootstrap()
               // Accepting on an event loop of the workers: a connection accepted there is
@@ -217,6 +221,30 @@ public final class ProxyServer implements AutoCloseable {
     return result;
   }
 
+  /**
+   * The audit trail: records of a database go to its primary, as {@code audit.user} or else the
+   * health probes' login, looked up in the configuration in force when the writer first needs it.
+   */
+  private Audit startAudit(ProxyConfig config) throws java.io.IOException {
+    ProxyConfig.Audit settings = config.audit();
+    return Audit.start(
+        settings,
+        name -> {
+          ProxyConfig current = pools.config();
+          ProxyConfig.Database db = current.databases().get(name);
+          if (db == null) {
+            return null;
+          }
+          var ds = HealthProbes.controlDataSource(current, db, "audit");
+          if (settings.user() != null) {
+            ds.setUser(settings.user());
+            ds.setPassword(settings.password());
+          }
+          return ds;
+        },
+        metrics);
+  }
+
   private static SslContext clientTls(ProxyConfig config) throws Exception {
     if (config.clientTls().mode() == ClientTlsMode.DISABLE) {
       return null;
@@ -288,6 +316,7 @@ public final class ProxyServer implements AutoCloseable {
     releaseResources();
     frontend.secrets().close();
     revocations.close();
+    audit.close();
     terminated.countDown();
     log.info("shut down");
   }

@@ -104,6 +104,7 @@ public final class TokenVerifier {
       String subject,
       String jti,
       String role,
+      List<String> scopes,
       Instant expiresAt,
       boolean cached) {}
 
@@ -187,7 +188,14 @@ public final class TokenVerifier {
         throw new Rejected(Reason.REVOKED, "token revoked");
       }
       return new Verified(
-          v.claims(), v.claimsSignature(), v.subject(), v.jti(), v.role(), v.expiresAt(), true);
+          v.claims(),
+          v.claimsSignature(),
+          v.subject(),
+          v.jti(),
+          v.role(),
+          v.scopes(),
+          v.expiresAt(),
+          true);
     }
     Map<String, Algorithm> keysUsed = currentKeys();
     Verified verified = verifyWhole(token);
@@ -240,13 +248,15 @@ public final class TokenVerifier {
     if (revocations.isRevoked(decoded.getId())) {
       throw new Rejected(Reason.REVOKED, "token revoked");
     }
-    String role = map(path(tree, config.roleClaim()), scopes(path(tree, config.scopeClaim())));
+    List<String> scopes = scopes(path(tree, config.scopeClaim()));
+    String role = map(path(tree, config.roleClaim()), scopes);
     return new Verified(
         claims,
         sign(claims),
         decoded.getSubject(),
         decoded.getId(),
         role,
+        List.copyOf(scopes),
         decoded.getExpiresAtAsInstant(),
         false);
   }

@@ -19,6 +19,7 @@ import java.util.Locale;
 import java.util.Map;
 import java.util.Set;
 import java.util.TreeMap;
+import org.cryoprotect.proxy.config.ProxyConfig.Audit;
 import org.cryoprotect.proxy.config.ProxyConfig.Auth;
 import org.cryoprotect.proxy.config.ProxyConfig.AuthType;
 import org.cryoprotect.proxy.config.ProxyConfig.ClientTls;
@@ -29,6 +30,7 @@ import org.cryoprotect.proxy.config.ProxyConfig.Health;
 import org.cryoprotect.proxy.config.ProxyConfig.Jwt;
 import org.cryoprotect.proxy.config.ProxyConfig.Limits;
 import org.cryoprotect.proxy.config.ProxyConfig.Migrate;
+import org.cryoprotect.proxy.config.ProxyConfig.OnFull;
 import org.cryoprotect.proxy.config.ProxyConfig.PlaintextPolicy;
 import org.cryoprotect.proxy.config.ProxyConfig.Pool;
 import org.cryoprotect.proxy.config.ProxyConfig.PoolMode;
@@ -165,6 +167,7 @@ public final class ConfigLoader {
     Migrate migrate =
         new Migrate(migrateNode.string("user", "postgres"), migrateNode.string("password", null));
     migrateNode.rejectUnknownKeys();
+    Audit audit = audit(root.child("audit"));
     root.rejectUnknownKeys();
     return new ProxyConfig(
         listen,
@@ -178,7 +181,43 @@ public final class ConfigLoader {
         users,
         health,
         resilience,
-        migrate);
+        migrate,
+        audit);
+  }
+
+  private static final java.util.regex.Pattern TABLE =
+      java.util.regex.Pattern.compile("[a-z_][a-z0-9_]*\\.[a-z_][a-z0-9_]*");
+
+  private static Audit audit(ConfigNode node) throws ConfigException {
+    if (!node.present()) {
+      return null;
+    }
+    List<String> roles = node.strings("roles");
+    if (roles.isEmpty()) {
+      throw new ConfigException(node.key("roles"), "is required: the login roles to audit");
+    }
+    String table = node.string("table", "audit.service_role_log");
+    if (!TABLE.matcher(table).matches()) {
+      throw new ConfigException(node.key("table"), "expected schema.table, not " + table);
+    }
+    if (node.bool("parameters", false)) {
+      throw new ConfigException(
+          node.key("parameters"), "recording parameters is not built yet; leave it false");
+    }
+    Audit audit =
+        new Audit(
+            List.copyOf(roles),
+            table,
+            node.directory("journal_dir", "audit-journal"),
+            node.choice("on_full", OnFull.class, OnFull.BLOCK),
+            node.bytes("max_journal_bytes", 1L << 30),
+            node.string("user", null),
+            node.string("password", null));
+    if (audit.maxJournalBytes() < (1L << 20)) {
+      throw new ConfigException(node.key("max_journal_bytes"), "must be at least 1mb");
+    }
+    node.rejectUnknownKeys();
+    return audit;
   }
 
   private static Resilience resilience(ConfigNode node) throws ConfigException {

@@ -206,6 +206,38 @@ final class ConfigNode {
         key(name), "'" + value + "' is not one of " + String.join(", ", allowed));
   }
 
+  /** A list of names: a YAML sequence of scalars, or one comma-separated string. */
+  List<String> strings(String name) throws ConfigException {
+    JsonNode value = raw(name);
+    List<String> items = new ArrayList<>();
+    if (value == null) {
+      return items;
+    }
+    if (value.isArray()) {
+      for (JsonNode item : value) {
+        if (!item.isValueNode()) {
+          throw new ConfigException(key(name), "expected a list of names");
+        }
+        items.add(item.asText().trim());
+      }
+    } else if (value.isValueNode()) {
+      for (String item : value.asText().split(",")) {
+        if (!item.isBlank()) {
+          items.add(item.trim());
+        }
+      }
+    } else {
+      throw new ConfigException(key(name), "expected a list of names");
+    }
+    return items;
+  }
+
+  /** A directory path, relative to the config file's folder; it need not exist yet. */
+  Path directory(String name, String fallback) throws ConfigException {
+    String value = string(name, fallback);
+    return value == null || value.isBlank() ? null : baseDir.resolve(value).normalize();
+  }
+
   /** A file path, relative to the config file's folder; it must exist and be readable. */
   Path file(String name) throws ConfigException {
     String value = string(name, null);

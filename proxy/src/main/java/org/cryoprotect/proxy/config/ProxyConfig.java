@@ -22,7 +22,8 @@ public record ProxyConfig(
     Map<String, User> users,
     Health health,
     Resilience resilience,
-    Migrate migrate) {
+    Migrate migrate,
+    Audit audit) {
 
   /** The pool mode for a client of {@code database} logging in as {@code user}. */
   public PoolMode poolMode(Database database, String user) {
@@ -205,6 +206,48 @@ public record ProxyConfig(
    * The owner login {@code cryoproxy migrate} applies {@code sql/} with, on every database's
    * primary: not a login clients are ever mapped to.
    */
+  /** What to do with an audit record the journal has no room for. */
+  public enum OnFull {
+    /** Refuse audited work (53400) until the writer has made room: fail closed. */
+    BLOCK,
+    /** Run the statement unaudited and count the record as dropped. */
+    DROP
+  }
+
+  /**
+   * The audit trail (DESIGN §6): every statement of a session whose login role is in {@code roles}
+   * becomes a record, journaled in {@code journalDir} (fsync'd before the client hears the
+   * statement completed) and copied by a writer into {@code table} of the statement's database,
+   * logging in as {@code user} (null: the health probes' login). {@code maxJournalBytes} bounds
+   * what may wait in the journal. Null in {@link ProxyConfig} when not configured.
+   */
+  public record Audit(
+      List<String> roles,
+      String table,
+      Path journalDir,
+      OnFull onFull,
+      long maxJournalBytes,
+      String user,
+      String password) {
+    @Override
+    public String toString() {
+      // Records print every component; the password must not reach a log line.
+      return "Audit[roles="
+          + roles
+          + ", table="
+          + table
+          + ", journalDir="
+          + journalDir
+          + ", onFull="
+          + onFull
+          + ", maxJournalBytes="
+          + maxJournalBytes
+          + ", user="
+          + user
+          + "]";
+    }
+  }
+
   public record Migrate(String user, String password) {
     @Override
     public String toString() {

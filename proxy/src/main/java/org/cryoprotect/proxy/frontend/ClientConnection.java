@@ -226,6 +226,13 @@ public final class ClientConnection {
         server == null ? "-" : server.node());
   }
 
+  /** The client's IP address, or null when it has none (a Unix socket). */
+  String host() {
+    return channel.remoteAddress() instanceof InetSocketAddress a
+        ? a.getAddress().getHostAddress()
+        : null;
+  }
+
   String address() {
     return channel.remoteAddress() instanceof InetSocketAddress a
         ? a.getAddress().getHostAddress() + ":" + a.getPort()

@@ -16,6 +16,7 @@ import java.util.Set;
 import java.util.concurrent.TimeUnit;
 import org.cryoprotect.proxy.auth.TokenVerifier;
 import org.cryoprotect.proxy.backend.ServerCredentials;
+import org.cryoprotect.proxy.backend.ServerException;
 import org.cryoprotect.proxy.config.ProxyConfig.Database;
 import org.cryoprotect.proxy.config.ProxyConfig.Endpoint;
 import org.cryoprotect.proxy.frontend.Pending.Kind;
@@ -118,6 +119,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter
   private int waitingFrames;
   private final ClientView view; // what SHOW CLIENTS and the pool's statistics see
   private final SessionStats stats;
+  private final AuditTrail trail; // null unless the login role is audited
 
   ClientSession(
       ClientConnection client,
@@ -145,6 +147,10 @@ final class ClientSession extends ChannelInboundHandlerAdapter
             frontend.metrics(),
             this::statementContext);
     this.stats = new SessionStats(pool, frontend.metrics(), database.name());
+    this.trail =
+        frontend.audit().audits(client.loginRole())
+            ? new AuditTrail(frontend.audit(), client)
+            : null;
     this.view =
         new ClientView(
             client,
@@ -304,6 +310,9 @@ final class ClientSession extends ChannelInboundHandlerAdapter
   @Override
   public void channelInactive(ChannelHandlerContext ctx) {
     closing = true;
+    if (trail != null) {
+      trail.discard();
+    }
     pool.left(view);
     if (!loginPending) {
       frontend.metrics().clientClosed(client.database().name(), client.user());
@@ -383,15 +392,24 @@ final class ClientSession extends ChannelInboundHandlerAdapter
         if (transactionMode) {
           statements.queried(server); // a simple Query drops the unnamed statement
         }
-        pending.add(Kind.QUERY, true);
+        Pending query = pending.add(Kind.QUERY, true);
+        if (trail != null) {
+          audited(query, trail.query(frame));
+        }
         write(frame);
       }
       case 'P' -> {
         midBatch = true;
+        if (trail != null) {
+          trail.parsed(frame);
+        }
         statements.parse(frame, this);
       }
       case 'B' -> {
         midBatch = true;
+        if (trail != null) {
+          trail.bound(frame);
+        }
         statements.bind(frame, this);
       }
       case 'D' -> {
@@ -422,8 +440,38 @@ final class ClientSession extends ChannelInboundHandlerAdapter
 
   private void extended(ByteBuf frame, Kind kind) {
     midBatch = true;
-    pending.add(kind, true);
+    Pending execute = pending.add(kind, true);
+    if (trail != null && kind == Kind.EXECUTE) {
+      audited(execute, trail.executed(frame));
+    }
     write(frame);
+  }
+
+  private static void audited(Pending p, String sql) {
+    p.sql = sql;
+    p.sentNanos = System.nanoTime();
+  }
+
+  /** An audit record is on disk (null), or could not be journaled. */
+  private void auditDurable(Throwable error) {
+    boolean clear = trail.settled();
+    if (closing) {
+      trail.discard();
+      return;
+    }
+    if (error != null) {
+      // The statement ran but has no record: the client must not hear it completed. Ending the
+      // session also ends (rolls back) a transaction it had open.
+      trail.discard();
+      client.fatal(
+          SqlState.CONFIGURATION_LIMIT_EXCEEDED,
+          "the audit journal cannot take this statement's record: " + error.getMessage());
+      return;
+    }
+    if (clear) {
+      trail.release(this::reply);
+      ctx.flush();
+    }
   }
 
   // ---------------------------------------------------------------- StatementRenamer.Link
@@ -503,6 +551,14 @@ final class ClientSession extends ChannelInboundHandlerAdapter
   /** Chooses the node for the unit in the backlog and borrows a connection to it. */
   private void acquire() {
     if (tokenExpired()) {
+      return;
+    }
+    if (trail != null && trail.refusing()) {
+      acquireFailed(
+          new ServerException(
+              SqlState.CONFIGURATION_LIMIT_EXCEEDED,
+              "the audit journal is full: statements of audited roles are refused until the"
+                  + " audit writer has caught up"));
       return;
     }
     boolean judge = !loginPending && pins.isEmpty() && txStatus == ReadyForQuery.IDLE;
@@ -726,6 +782,13 @@ final class ClientSession extends ChannelInboundHandlerAdapter
       toClient(frame, true);
       return;
     }
+    if (trail != null && head.toClient && (type == 'C' || type == 'E')) {
+      // An error of a Parse, Bind or Describe stops the Execute after it: that statement's record.
+      Pending statement = head.sql != null || type != 'E' ? head : pending.executeBeforeSync();
+      if (statement != null && statement.sql != null) {
+        trail.completed(statement, frame, loop()::execute, this::auditDurable);
+      }
+    }
     if (type == 'E') {
       serverError(frame, head);
     } else {
@@ -770,8 +833,15 @@ final class ClientSession extends ChannelInboundHandlerAdapter
     }
   }
 
-  /** To the client, or held back while the unit may still be replayed. */
+  /**
+   * To the client; held back while the unit may still be replayed, or while an audit record of a
+   * statement before it is not yet on disk.
+   */
   private void reply(ByteBuf frame) {
+    if (trail != null && trail.holds()) {
+      trail.hold(frame);
+      return;
+    }
     if (window.isOpen()) {
       if (window.hold(frame)) {
         return;

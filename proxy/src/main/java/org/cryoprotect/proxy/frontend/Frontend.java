@@ -3,6 +3,7 @@ package org.cryoprotect.proxy.frontend;
 import io.netty.channel.group.ChannelGroup;
 import io.netty.handler.ssl.SslContext;
 import java.util.concurrent.atomic.AtomicInteger;
+import org.cryoprotect.proxy.audit.Audit;
 import org.cryoprotect.proxy.backend.ServerConnector;
 import org.cryoprotect.proxy.config.ProxyConfig;
 import org.cryoprotect.proxy.metrics.ProxyMetrics;
@@ -22,7 +23,8 @@ public record Frontend(
     ProxyMetrics metrics,
     ChannelGroup clients,
     AtomicInteger loggedIn,
-    AdminActions admin) {
+    AdminActions admin,
+    Audit audit) {
 
   /** The configuration now in force: RELOAD replaces it. */
   public ProxyConfig config() {

@@ -51,6 +51,8 @@ final class Pending {
   UnnamedStatement previous; // ... and the one it replaced, the client's again if skipped
   String clientName; // for PARSE the client asked for: its name for the statement
   String duplicateOf; // for PARSE: the client's name its 42P05 must say instead of the proxy's
+  String sql; // audited sessions, QUERY and EXECUTE: the text it runs (AuditTrail)
+  long sentNanos; // ... and when it was sent
 
   Pending(Kind kind, boolean toClient, String statement) {
     this.kind = kind;

@@ -19,8 +19,10 @@ final class ReplyQueue {
     queue.add(reply);
   }
 
-  void add(Kind kind, boolean toClient) {
-    queue.add(new Pending(kind, toClient, null));
+  Pending add(Kind kind, boolean toClient) {
+    Pending p = new Pending(kind, toClient, null);
+    queue.add(p);
+    return p;
   }
 
   Pending peek() {
@@ -46,6 +48,22 @@ final class ReplyQueue {
       }
     }
     return false;
+  }
+
+  /**
+   * The first Execute waiting before the next Sync: the statement an error of an earlier message of
+   * the batch (a Bind that failed planning) stops. Null when there is none.
+   */
+  Pending executeBeforeSync() {
+    for (Pending p : queue) {
+      if (p.kind == Kind.SYNC) {
+        return null;
+      }
+      if (p.kind == Kind.EXECUTE) {
+        return p;
+      }
+    }
+    return null;
   }
 
   /** Takes the head when it is a reply the proxy gives itself (ParseComplete, CloseComplete). */

@@ -188,12 +188,20 @@ public final class HealthProbes implements Readiness, AutoCloseable {
   public static List<Revocations.Source> revocationSources(ProxyConfig config) {
     Map<String, Revocations.Source> sources = new LinkedHashMap<>();
     for (Database db : config.databases().values()) {
-      Target t = target(config, db, db.primary(), Role.PRIMARY);
       String name = db.dbname() + " on " + db.primary();
-      var ds = NodeProbe.dataSource(t, "revocations");
+      var ds = controlDataSource(config, db, "revocations");
       sources.putIfAbsent(name, new Revocations.Source(name, ds::getConnection));
     }
     return List.copyOf(sources.values());
+  }
+
+  /**
+   * A control-plane login to {@code db}'s primary: the health probes' login, or {@code user} and
+   * {@code password} when {@code user} is set.
+   */
+  public static org.postgresql.ds.PGSimpleDataSource controlDataSource(
+      ProxyConfig config, Database db, String purpose) {
+    return NodeProbe.dataSource(target(config, db, db.primary(), Role.PRIMARY), purpose);
   }
 
   /**

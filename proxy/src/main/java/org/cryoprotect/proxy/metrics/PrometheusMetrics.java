@@ -64,6 +64,18 @@ public final class PrometheusMetrics implements ProxyMetrics {
   private final Counter tokenCacheHits;
   private volatile LongSupplier revokedTokens = () -> 0;
   private volatile java.util.function.DoubleSupplier revocationAge = () -> 0;
+
+  /** The audit trail's figures; all zero until an audit trail registers. */
+  private record AuditSuppliers(
+      LongSupplier journaled,
+      LongSupplier written,
+      LongSupplier dropped,
+      LongSupplier pending,
+      LongSupplier journalBytes,
+      java.util.function.DoubleSupplier oldestPendingSeconds) {}
+
+  private volatile AuditSuppliers audit =
+      new AuditSuppliers(() -> 0, () -> 0, () -> 0, () -> 0, () -> 0, () -> 0);
   private final CounterDataPoint bytesIn;
   private final CounterDataPoint bytesOut;
   private final Counter errors;
@@ -106,6 +118,35 @@ public final class PrometheusMetrics implements ProxyMetrics {
         .name("cryoproxy_revocation_list_age_seconds")
         .help("Seconds since the revocation list was last read whole from every source")
         .callback(callback -> callback.call(revocationAge.getAsDouble()))
+        .register(registry);
+    io.prometheus.metrics.core.metrics.CounterWithCallback.builder()
+        .name("cryoproxy_audit_records_total")
+        .help(
+            "Audit records by state: journaled (on disk), written (in the database), dropped"
+                + " (on_full: drop, or their database removed)")
+        .labelNames("state")
+        .callback(
+            callback -> {
+              AuditSuppliers a = audit;
+              callback.call(a.journaled().getAsLong(), "journaled");
+              callback.call(a.written().getAsLong(), "written");
+              callback.call(a.dropped().getAsLong(), "dropped");
+            })
+        .register(registry);
+    GaugeWithCallback.builder()
+        .name("cryoproxy_audit_pending_records")
+        .help("Audit records journaled and not yet written to the database")
+        .callback(callback -> callback.call(audit.pending().getAsLong()))
+        .register(registry);
+    GaugeWithCallback.builder()
+        .name("cryoproxy_audit_journal_bytes")
+        .help("Bytes of audit records waiting in the journal")
+        .callback(callback -> callback.call(audit.journalBytes().getAsLong()))
+        .register(registry);
+    GaugeWithCallback.builder()
+        .name("cryoproxy_audit_oldest_pending_seconds")
+        .help("Age of the oldest audit record not yet written to the database (0: none waits)")
+        .callback(callback -> callback.call(audit.oldestPendingSeconds().getAsDouble()))
         .register(registry);
     Counter bytes =
         counter(
@@ -251,6 +292,19 @@ public final class PrometheusMetrics implements ProxyMetrics {
   public void registerRevocations(LongSupplier size, java.util.function.DoubleSupplier age) {
     revokedTokens = size;
     revocationAge = age;
+  }
+
+  @Override
+  public void registerAudit(
+      LongSupplier journaled,
+      LongSupplier written,
+      LongSupplier dropped,
+      LongSupplier pending,
+      LongSupplier journalBytes,
+      java.util.function.DoubleSupplier oldestPendingSeconds) {
+    audit =
+        new AuditSuppliers(
+            journaled, written, dropped, pending, journalBytes, oldestPendingSeconds);
   }
 
   @Override

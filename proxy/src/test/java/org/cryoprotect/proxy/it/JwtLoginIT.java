@@ -257,6 +257,17 @@ class JwtLoginIT {
     assertThat(config).contains("size: 5,");
     long start = System.nanoTime();
     int queries = 0;
+    // However many clients, at most the pool's five server connections for the role: sampled
+    // while the clients run, not counting the backends the class's other proxy already had.
+    String others =
+        String.join(
+            ",",
+            pg.primary()
+                .sql(
+                    "jwtapp",
+                    "SELECT coalesce(string_agg(pid::text, ','), '0') FROM pg_stat_activity"
+                        + " WHERE usename = 'authenticated'")
+                .get(0));
     try (RunningProxy five = RunningProxy.start(config)) {
       ExecutorService threads = Executors.newFixedThreadPool(clients);
       List<Future<Integer>> work = new ArrayList<>();
@@ -281,17 +292,6 @@ class JwtLoginIT {
                   return checked;
                 }));
       }
-      // However many clients, at most the pool's five server connections for the role: sampled
-      // while the clients run, not counting the backends the class's other proxy already had.
-      String others =
-          String.join(
-              ",",
-              pg.primary()
-                  .sql(
-                      "jwtapp",
-                      "SELECT coalesce(string_agg(pid::text, ','), '0') FROM pg_stat_activity"
-                          + " WHERE usename = 'authenticated'")
-                  .get(0));
       int most = 0;
       while (!work.stream().allMatch(Future::isDone)) {
         most =

@@ -1,0 +1,383 @@
+package org.cryoprotect.proxy.it;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.awaitility.Awaitility.await;
+
+import java.io.ByteArrayOutputStream;
+import java.net.ServerSocket;
+import java.net.URI;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.sql.Connection;
+import java.sql.DriverManager;
+import java.sql.PreparedStatement;
+import java.sql.SQLException;
+import java.sql.Statement;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Properties;
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+import org.cryoprotect.proxy.testing.PgCluster;
+import org.cryoprotect.proxy.testing.PgTest;
+import org.cryoprotect.proxy.testing.RunningProxy;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import picocli.CommandLine;
+
+/**
+ * The audit trail of the service roles: every statement a session of an audited role completes has
+ * its record journaled on disk before the client hears of the completion, and the writer copies it
+ * into {@code audit.service_role_log}, through database restarts and a {@code kill -9} of the
+ * proxy, exactly once.
+ */
+@PgTest
+class AuditIT {
+  static PgCluster pg;
+  @TempDir static Path dir;
+  static Path users;
+
+  @BeforeAll
+  static void start(PgCluster cluster) throws Exception {
+    pg = cluster;
+    pg.createDatabase("auditdb");
+    Path migrate = dir.resolve("migrate.yaml");
+    Files.writeString(
+        migrate,
+        "migrate: { user: postgres, password: "
+            + PgCluster.SUPERUSER_PASSWORD
+            + " }\n"
+            + RunningProxy.database("app", "auditdb", "127.0.0.1", pg.primary().port()));
+    int exit =
+        new CommandLine(new org.cryoprotect.proxy.cli.Main())
+            .setOut(new java.io.PrintWriter(new ByteArrayOutputStream()))
+            .execute("migrate", "--config", migrate.toString());
+    assertThat(exit).isZero();
+    pg.primary()
+        .sql(
+            "auditdb",
+            "ALTER ROLE service_write PASSWORD 'write-pw';"
+                + " CREATE TABLE items (c int NOT NULL, k int NOT NULL);"
+                + " GRANT SELECT, INSERT ON items TO service_write");
+    users = dir.resolve("users.txt");
+    Files.writeString(
+        users,
+        "\"service_write\" \"write-pw\"\n\"postgres\" \"" + PgCluster.SUPERUSER_PASSWORD + "\"\n");
+  }
+
+  static String config(Path journal) {
+    return "pool: { mode: transaction, size: 4, wait_timeout: 20s }\n"
+        + "auth: { type: scram-sha-256, users_file: "
+        + users
+        + " }\n"
+        + "audit: { roles: service_write, journal_dir: "
+        + journal
+        + " }\n"
+        + "resilience: { retry: { attempts: 10, backoff: 50ms, max_backoff: 500ms } }\n"
+        + RunningProxy.database("app", "auditdb", "127.0.0.1", pg.primary().port());
+  }
+
+  static List<List<String>> log(String where) {
+    return pg.primary()
+        .sql(
+            "auditdb",
+            "SELECT statement, coalesce(row_count::text, '-'), coalesce(sqlstate, '-'), role, sub,"
+                + " host(client_addr), journal, seq FROM audit.service_role_log WHERE "
+                + where
+                + " ORDER BY seq");
+  }
+
+  @Test
+  void everyStatementOfAnAuditedRoleIsRecordedWithItsOutcome() throws Exception {
+    try (RunningProxy proxy = RunningProxy.start(config(dir.resolve("journal-a")))) {
+      try (Connection c = proxy.connect("app", "service_write", "write-pw");
+          Statement s = c.createStatement()) {
+        s.executeUpdate("INSERT INTO items VALUES (0, 1)");
+        try (PreparedStatement ps = c.prepareStatement("INSERT INTO items VALUES (?, ?)")) {
+          for (int i = 0; i < 6; i++) { // named and server-prepared from the fifth on
+            ps.setInt(1, 0);
+            ps.setInt(2, 10 + i);
+            ps.executeUpdate();
+          }
+        }
+        try (var rs = s.executeQuery("SELECT count(*) FROM items WHERE c = 0")) {
+          rs.next();
+        }
+        try {
+          s.executeQuery("SELECT 1/0 AS items_fail");
+        } catch (SQLException expected) {
+          assertThat(expected.getSQLState()).isEqualTo("22012");
+        }
+      }
+      try (Connection c =
+              proxy.connect("app", "service_write", "write-pw", "preferQueryMode=simple");
+          Statement s = c.createStatement()) {
+        s.execute("INSERT INTO items VALUES (0, 100); INSERT INTO items VALUES (0, 101)");
+      }
+      try (Connection c = proxy.connect("app", "postgres", PgCluster.SUPERUSER_PASSWORD);
+          Statement s = c.createStatement()) {
+        s.execute("SELECT count(*) FROM items /* not audited */");
+      }
+      await()
+          .atMost(Duration.ofSeconds(15))
+          .until(() -> log("statement LIKE '%items%'").size() >= 10);
+      List<List<String>> rows = log("statement LIKE '%items%'");
+      List<List<String>> essentials = rows.stream().map(r -> r.subList(0, 5)).toList();
+      List<List<String>> expected = new ArrayList<>();
+      expected.add(List.of("INSERT INTO items VALUES (0, 1)", "1", "-"));
+      for (int i = 0; i < 6; i++) {
+        expected.add(List.of("INSERT INTO items VALUES ($1, $2)", "1", "-"));
+      }
+      expected.add(List.of("SELECT count(*) FROM items WHERE c = 0", "1", "-"));
+      expected.add(List.of("SELECT 1/0 AS items_fail", "-", "22012"));
+      // pgJDBC sends the two statements of the string as two Queries.
+      expected.add(List.of("INSERT INTO items VALUES (0, 100)", "1", "-"));
+      expected.add(List.of(" INSERT INTO items VALUES (0, 101)", "1", "-"));
+      assertThat(essentials.stream().map(r -> r.subList(0, 3)).toList())
+          .as("%s", rows)
+          .containsExactlyElementsOf(expected);
+      for (List<String> r : rows) {
+        assertThat(r.subList(3, 6)).containsExactly("service_write", "service_write", "127.0.0.1");
+      }
+      String metrics =
+          new String(
+              proxy.adminUri("/metrics").toURL().openStream().readAllBytes(),
+              StandardCharsets.UTF_8);
+      assertThat(metrics).contains("cryoproxy_audit_pending_records 0.0");
+      assertThat(metrics).contains("cryoproxy_audit_records_total{state=\"dropped\"} 0.0");
+    }
+  }
+
+  // ------------------------------------------------------------------ acceptance 5
+
+  static final int CLIENTS = 8;
+  static final int EACH = 1_250;
+
+  /**
+   * 10,000 statements under {@code service_write} from 8 clients while PostgreSQL restarts twice
+   * and the proxy is killed with SIGKILL once and started again: afterwards the table holds exactly
+   * one record for every statement whose completion a client received, in order per session.
+   */
+  @Test
+  void noRecordIsLostOrDuplicatedThroughRestartsAndAKill() throws Exception {
+    int port = freePort();
+    int adminPort = freePort();
+    Path config = dir.resolve("kill.yaml");
+    Files.writeString(
+        config,
+        "listen: { host: 127.0.0.1, port: "
+            + port
+            + " }\nadmin: { host: 127.0.0.1, port: "
+            + adminPort
+            + " }\n"
+            + config(dir.resolve("journal-kill")));
+    Path out = dir.resolve("proxy.log");
+    Process[] proxy = {launch(config, out)};
+    Set<String> received = ConcurrentHashMap.newKeySet();
+    AtomicInteger done = new AtomicInteger();
+    AtomicInteger errors = new AtomicInteger();
+    ExecutorService threads = Executors.newFixedThreadPool(CLIENTS);
+    try {
+      awaitUp(port);
+      List<Future<?>> clients = new ArrayList<>();
+      for (int c = 0; c < CLIENTS; c++) {
+        int client = 10 + c;
+        clients.add(
+            threads.submit(
+                () -> {
+                  run(port, client, received, done, errors);
+                  return null;
+                }));
+      }
+      List<String> chaos = new ArrayList<>();
+      int total = CLIENTS * EACH;
+      awaitProgress(done, total / 5);
+      pg.primary().restart();
+      chaos.add("PostgreSQL restarted at " + done.get());
+      awaitProgress(done, total * 9 / 20);
+      long pid = proxy[0].pid();
+      new ProcessBuilder("kill", "-9", String.valueOf(pid)).start().waitFor();
+      proxy[0].waitFor(10, TimeUnit.SECONDS);
+      chaos.add("proxy killed (SIGKILL) at " + done.get());
+      Thread.sleep(500);
+      proxy[0] = launch(config, out);
+      awaitUp(port);
+      chaos.add("proxy started again at " + done.get());
+      awaitProgress(done, total * 7 / 10);
+      pg.primary().restart();
+      chaos.add("PostgreSQL restarted at " + done.get());
+      for (Future<?> f : clients) {
+        f.get(300, TimeUnit.SECONDS);
+      }
+      // The writer catches up with the journal.
+      await()
+          .atMost(Duration.ofSeconds(60))
+          .ignoreExceptions()
+          .until(() -> scrape(adminPort).contains("cryoproxy_audit_pending_records 0.0"));
+      Map<String, Long> counts = new HashMap<>();
+      for (List<String> r :
+          pg.primary()
+              .sql(
+                  "auditdb",
+                  "SELECT statement, count(*) FROM audit.service_role_log"
+                      + " WHERE statement LIKE 'INSERT INTO items VALUES (1_, %' GROUP BY 1")) {
+        counts.put(r.get(0), Long.parseLong(r.get(1)));
+      }
+      List<String> missing = new ArrayList<>();
+      List<String> doubled = new ArrayList<>();
+      for (String statement : received) {
+        long n = counts.getOrDefault(statement, 0L);
+        if (n == 0) {
+          missing.add(statement);
+        } else if (n > 1) {
+          doubled.add(statement);
+        }
+      }
+      long extra = counts.keySet().stream().filter(s -> !received.contains(s)).count();
+      System.out.printf(
+          "[AuditIT] %d statements sent by %d clients, %d completions received, %d errors;"
+              + " %s; records: %d, missing %d, duplicated %d, %d more for statements whose"
+              + " completion the client never received%n",
+          total,
+          CLIENTS,
+          received.size(),
+          errors.get(),
+          chaos,
+          counts.values().stream().mapToLong(Long::longValue).sum(),
+          missing.size(),
+          doubled.size(),
+          extra);
+      assertThat(received.size()).isGreaterThan(total * 9 / 10);
+      assertThat(missing).as("completed statements without a record").isEmpty();
+      assertThat(doubled).as("statements recorded twice").isEmpty();
+      // In order per session: each client's records by journal sequence have increasing k.
+      for (int c = 0; c < CLIENTS; c++) {
+        List<Integer> ks =
+            pg
+                .primary()
+                .sql(
+                    "auditdb",
+                    "SELECT statement FROM audit.service_role_log WHERE statement LIKE"
+                        + " 'INSERT INTO items VALUES ("
+                        + (10 + c)
+                        + ", %' ORDER BY seq")
+                .stream()
+                .map(r -> Integer.parseInt(r.get(0).replaceAll(".*, (\\d+)\\)$", "$1")))
+                .toList();
+        assertThat(ks).as("client %d", 10 + c).isSorted();
+      }
+    } finally {
+      threads.shutdownNow();
+      proxy[0].destroy();
+      if (!proxy[0].waitFor(20, TimeUnit.SECONDS)) {
+        proxy[0].destroyForcibly();
+      }
+    }
+  }
+
+  /** One client: EACH inserts, each a new statement text, reconnecting whenever it must. */
+  static void run(
+      int port, int client, Set<String> received, AtomicInteger done, AtomicInteger errors)
+      throws InterruptedException {
+    Connection c = null;
+    for (int k = 0; k < EACH; k++) {
+      String sql = "INSERT INTO items VALUES (" + client + ", " + k + ")";
+      try {
+        if (c == null) {
+          c = connect(port);
+        }
+        try (Statement s = c.createStatement()) {
+          s.executeUpdate(sql);
+        }
+        received.add(sql);
+      } catch (SQLException e) {
+        errors.incrementAndGet();
+        try {
+          if (c != null && !c.isValid(2)) {
+            c.close();
+            c = null;
+          }
+        } catch (SQLException ignored) {
+          c = null;
+        }
+        if (c == null) {
+          Thread.sleep(100);
+        }
+      } finally {
+        done.incrementAndGet();
+      }
+    }
+    if (c != null) {
+      try {
+        c.close();
+      } catch (SQLException ignored) {
+        // gone
+      }
+    }
+  }
+
+  static Connection connect(int port) throws SQLException {
+    Properties p = new Properties();
+    p.setProperty("user", "service_write");
+    p.setProperty("password", "write-pw");
+    p.setProperty("preferQueryMode", "simple");
+    p.setProperty("connectTimeout", "5");
+    p.setProperty("socketTimeout", "30");
+    return DriverManager.getConnection("jdbc:postgresql://127.0.0.1:" + port + "/app", p);
+  }
+
+  static Process launch(Path config, Path out) throws Exception {
+    List<String> command = new ArrayList<>();
+    command.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
+    command.add("-jar");
+    command.add(Path.of("target/cryoproxy.jar").toAbsolutePath().toString());
+    command.addAll(List.of("run", "--config", config.toString()));
+    return new ProcessBuilder(command)
+        .redirectErrorStream(true)
+        .redirectOutput(ProcessBuilder.Redirect.appendTo(out.toFile()))
+        .start();
+  }
+
+  static void awaitUp(int port) {
+    await()
+        .atMost(Duration.ofSeconds(30))
+        .ignoreExceptions()
+        .until(
+            () -> {
+              connect(port).close();
+              return true;
+            });
+  }
+
+  static void awaitProgress(AtomicInteger done, int at) {
+    await()
+        .atMost(Duration.ofSeconds(120))
+        .pollInterval(Duration.ofMillis(10))
+        .until(() -> done.get() >= at);
+  }
+
+  static String scrape(int adminPort) throws Exception {
+    return new String(
+        URI.create("http://127.0.0.1:" + adminPort + "/metrics")
+            .toURL()
+            .openStream()
+            .readAllBytes(),
+        StandardCharsets.UTF_8);
+  }
+
+  static int freePort() throws Exception {
+    try (ServerSocket s = new ServerSocket(0)) {
+      return s.getLocalPort();
+    }
+  }
+}
