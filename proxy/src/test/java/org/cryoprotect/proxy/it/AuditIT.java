@@ -149,12 +149,105 @@ class AuditIT {
       for (List<String> r : rows) {
         assertThat(r.subList(3, 6)).containsExactly("service_write", "service_write", "127.0.0.1");
       }
+      // What a record costs a lone client: the same statements audited and not.
+      double audited = perStatementMicros(proxy, "service_write", "write-pw");
+      double plain = perStatementMicros(proxy, "postgres", PgCluster.SUPERUSER_PASSWORD);
+      System.out.printf(
+          "[AuditIT] one client, 2,000 statements: %.0f us each audited, %.0f us not audited%n",
+          audited, plain);
+      await()
+          .atMost(Duration.ofSeconds(15))
+          .until(
+              () ->
+                  new String(
+                          proxy.adminUri("/metrics").toURL().openStream().readAllBytes(),
+                          StandardCharsets.UTF_8)
+                      .contains("cryoproxy_audit_pending_records 0.0"));
       String metrics =
           new String(
               proxy.adminUri("/metrics").toURL().openStream().readAllBytes(),
               StandardCharsets.UTF_8);
       assertThat(metrics).contains("cryoproxy_audit_pending_records 0.0");
       assertThat(metrics).contains("cryoproxy_audit_records_total{state=\"dropped\"} 0.0");
+    }
+  }
+
+  /**
+   * The writer cannot reach the table (its login does not exist), so the journal fills up to its 1
+   * MB bound: with {@code on_full: block} the next transaction of an audited role is refused with
+   * 53400 while other roles go on; with {@code on_full: drop} statements go on and every record
+   * that found no room is counted as dropped.
+   */
+  @Test
+  void aFullJournalFailsClosedOrDropsAndCounts() throws Exception {
+    for (String onFull : List.of("block", "drop")) {
+      String yaml =
+          config(dir.resolve("journal-full-" + onFull))
+              .replace(
+                  "journal_dir: ",
+                  "on_full: "
+                      + onFull
+                      + ", max_journal_bytes: 1mb, user: no_such_login,"
+                      + " journal_dir: ");
+      try (RunningProxy proxy = RunningProxy.start(yaml);
+          Connection c = proxy.connect("app", "service_write", "write-pw");
+          Statement s = c.createStatement()) {
+        String padding = "x".repeat(2_000);
+        SQLException refused = null;
+        int ran = 0;
+        for (int i = 0; i < 2_000 && refused == null; i++) {
+          try {
+            s.execute("SELECT '" + padding + "' AS items_" + onFull + "_" + i);
+            ran++;
+          } catch (SQLException e) {
+            refused = e;
+          }
+        }
+        String metrics =
+            new String(
+                proxy.adminUri("/metrics").toURL().openStream().readAllBytes(),
+                StandardCharsets.UTF_8);
+        System.out.printf(
+            "[AuditIT] on_full %s: %d statements ran, then %s%n",
+            onFull, ran, refused == null ? "none refused" : refused.getSQLState());
+        if (onFull.equals("block")) {
+          assertThat((Object) refused)
+              .as("a statement refused once the journal was full")
+              .isNotNull();
+          assertThat(refused.getSQLState()).isEqualTo("53400");
+          assertThat(ran).isBetween(300, 1_000); // about 1 MB of 2 kB records
+          try (Connection other = proxy.connect("app", "postgres", PgCluster.SUPERUSER_PASSWORD);
+              Statement o = other.createStatement()) {
+            o.execute("SELECT 1"); // not audited: unaffected
+          }
+        } else {
+          assertThat((Object) refused).isNull();
+          assertThat(ran).isEqualTo(2_000);
+          double dropped =
+              metrics
+                  .lines()
+                  .filter(l -> l.startsWith("cryoproxy_audit_records_total{state=\"dropped\"}"))
+                  .mapToDouble(l -> Double.parseDouble(l.substring(l.lastIndexOf(' ') + 1)))
+                  .findFirst()
+                  .orElse(0);
+          assertThat(dropped).isGreaterThan(1_000);
+        }
+      }
+    }
+  }
+
+  static double perStatementMicros(RunningProxy proxy, String user, String password)
+      throws SQLException {
+    try (Connection c = proxy.connect("app", user, password, "preferQueryMode=simple");
+        Statement s = c.createStatement()) {
+      for (int i = 0; i < 200; i++) {
+        s.execute("SELECT 1");
+      }
+      long start = System.nanoTime();
+      for (int i = 0; i < 2_000; i++) {
+        s.execute("SELECT 1");
+      }
+      return (System.nanoTime() - start) / 1e3 / 2_000;
     }
   }
 
