@@ -84,7 +84,7 @@ public final class TokenVerifier {
   public static final class Rejected extends Exception {
     private final Reason reason;
 
-    Rejected(Reason reason, String message) {
+    public Rejected(Reason reason, String message) {
       super(message, null, false, false);
       this.reason = reason;
     }

@@ -320,7 +320,7 @@ public final class ConfigLoader {
         users.add(user.trim());
       }
     }
-    if (users.isEmpty()) {
+    if (users.isEmpty() && !node.has("oauthbearer_users")) {
       throw new ConfigException(node.key("users"), "is required: the logins that present a token");
     }
     List<String> algorithms = new ArrayList<>();
@@ -364,7 +364,8 @@ public final class ConfigLoader {
             node.string("scope_claim", "scope"),
             roles,
             node.file("claims_key_file"),
-            node.duration("revocation_poll", Duration.ofSeconds(10)));
+            node.duration("revocation_poll", Duration.ofSeconds(10)),
+            List.copyOf(node.strings("oauthbearer_users")));
     if (jwt.revocationPoll().compareTo(Duration.ofMillis(100)) < 0) {
       throw new ConfigException(node.key("revocation_poll"), "must be at least 100ms");
     }

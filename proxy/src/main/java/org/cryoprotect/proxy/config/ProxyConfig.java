@@ -110,7 +110,8 @@ public record ProxyConfig(
       String scopeClaim,
       Map<String, List<RoleRule>> roles,
       Path claimsKeyFile,
-      Duration revocationPoll) {
+      Duration revocationPoll,
+      List<String> oauthbearerUsers) {
     @Override
     public String toString() {
       return "Jwt[users="
@@ -132,7 +133,12 @@ public record ProxyConfig(
 
     /** Whether {@code user} logs in with a token. */
     public boolean takes(String user) {
-      return users.contains(user) || users.contains("*");
+      return users.contains(user) || users.contains("*") || oauthbearer(user);
+    }
+
+    /** Whether {@code user} presents its token by SASL OAUTHBEARER instead of as a password. */
+    public boolean oauthbearer(String user) {
+      return oauthbearerUsers.contains(user);
     }
   }
 

@@ -11,6 +11,7 @@ import java.util.Map;
 import java.util.Optional;
 import org.cryoprotect.proxy.auth.AuthException;
 import org.cryoprotect.proxy.auth.Md5Auth;
+import org.cryoprotect.proxy.auth.OAuthBearer;
 import org.cryoprotect.proxy.auth.ScramServer;
 import org.cryoprotect.proxy.auth.Secret;
 import org.cryoprotect.proxy.auth.TokenVerifier;
@@ -50,6 +51,8 @@ final class ClientAuthHandler extends ChannelInboundHandlerAdapter {
   private enum State {
     LOOKING_UP,
     AWAIT_TOKEN,
+    AWAIT_OAUTH_INITIAL,
+    AWAIT_OAUTH_ACK,
     AWAIT_MD5,
     AWAIT_SASL_INITIAL,
     AWAIT_SASL_RESPONSE,
@@ -62,6 +65,7 @@ final class ClientAuthHandler extends ChannelInboundHandlerAdapter {
   private Secret secret;
   private byte[] md5Salt;
   private ScramServer scram;
+  private TokenVerifier.Rejected refused; // OAUTHBEARER: told once the client acknowledged
 
   ClientAuthHandler(Frontend frontend, ClientConnection client) {
     this.frontend = frontend;
@@ -141,6 +145,8 @@ final class ClientAuthHandler extends ChannelInboundHandlerAdapter {
       ByteBuf body = Frames.body(frame);
       switch (state) {
         case AWAIT_TOKEN -> token(ctx, PasswordMessage.password(body));
+        case AWAIT_OAUTH_INITIAL -> oauthInitial(ctx, SASLInitialResponse.decode(body));
+        case AWAIT_OAUTH_ACK -> oauthAcknowledged(PasswordMessage.saslResponse(body));
         case AWAIT_MD5 -> md5(ctx, PasswordMessage.password(body));
         case AWAIT_SASL_INITIAL -> saslInitial(ctx, SASLInitialResponse.decode(body));
         case AWAIT_SASL_RESPONSE -> saslResponse(ctx, PasswordMessage.saslResponse(body));
@@ -178,22 +184,66 @@ final class ClientAuthHandler extends ChannelInboundHandlerAdapter {
           "a token is accepted only over TLS on this connection");
       return;
     }
-    state = State.AWAIT_TOKEN;
-    ctx.writeAndFlush(new AuthenticationCleartextPassword().encode(ctx.alloc()));
+    if (jwt.oauthbearer(client.user())) {
+      state = State.AWAIT_OAUTH_INITIAL;
+      ctx.writeAndFlush(new AuthenticationSASL(List.of(OAuthBearer.MECHANISM)).encode(ctx.alloc()));
+    } else {
+      state = State.AWAIT_TOKEN;
+      ctx.writeAndFlush(new AuthenticationCleartextPassword().encode(ctx.alloc()));
+    }
     ctx.read();
   }
 
+  /** The password carrier: the token is the cleartext password. */
   private void token(ChannelHandlerContext ctx, String token) {
-    TokenVerifier.Verified verified;
     try {
-      verified = frontend.secrets().tokens().verify(token);
+      accepted(ctx, frontend.secrets().tokens().verify(token));
     } catch (TokenVerifier.Rejected e) {
-      frontend.metrics().clientLoginFailed("token_" + e.reason().label());
-      frontend.metrics().tokenRejected(e.reason().label());
-      client.fatal(SqlState.INVALID_AUTHORIZATION_SPECIFICATION, e.getMessage());
-      client.closeReason("28000 token refused: " + e.reason().label());
-      return;
+      refuse(e);
     }
+  }
+
+  /**
+   * The OAUTHBEARER carrier (PostgreSQL 18's SASL mechanism): the token is in the initial response.
+   * A refused or missing token gets RFC 7628's error challenge; the refusal itself (28000) follows
+   * the client's acknowledgement, as PostgreSQL does it.
+   */
+  private void oauthInitial(ChannelHandlerContext ctx, SASLInitialResponse initial)
+      throws AuthException {
+    if (!OAuthBearer.MECHANISM.equals(initial.mechanism())) {
+      throw AuthException.malformed(
+          "client selected an invalid SASL authentication mechanism: " + initial.mechanism());
+    }
+    String token = OAuthBearer.token(initial.data());
+    try {
+      if (token.isEmpty()) {
+        throw new TokenVerifier.Rejected(TokenVerifier.Reason.MALFORMED, "no bearer token");
+      }
+      accepted(ctx, frontend.secrets().tokens().verify(token));
+    } catch (TokenVerifier.Rejected e) {
+      refused = e;
+      state = State.AWAIT_OAUTH_ACK;
+      ctx.writeAndFlush(new AuthenticationSASLContinue(OAuthBearer.refusal()).encode(ctx.alloc()));
+      ctx.read();
+    }
+  }
+
+  private void oauthAcknowledged(byte[] response) throws AuthException {
+    if (!OAuthBearer.acknowledges(response)) {
+      throw AuthException.malformed("OAUTHBEARER: expected the client's acknowledgement (0x01)");
+    }
+    refuse(refused);
+  }
+
+  private void refuse(TokenVerifier.Rejected e) {
+    frontend.metrics().clientLoginFailed("token_" + e.reason().label());
+    frontend.metrics().tokenRejected(e.reason().label());
+    client.fatal(SqlState.INVALID_AUTHORIZATION_SPECIFICATION, e.getMessage());
+    client.closeReason("28000 token refused: " + e.reason().label());
+  }
+
+  /** A verified token: the session logs in to the server as the role it maps to. */
+  private void accepted(ChannelHandlerContext ctx, TokenVerifier.Verified verified) {
     if (client.database().user() != null) {
       // A fixed server login would run every token's session as that one role.
       client.fatal(

@@ -68,7 +68,8 @@ class TokenVerifierTest {
             "scope",
             Map.of("authenticated", List.of(new RoleRule(null, "authenticated"))),
             key,
-            Duration.ofSeconds(10));
+            Duration.ofSeconds(10),
+            List.of());
     return new TokenVerifier(config, clock, revocations);
   }
 

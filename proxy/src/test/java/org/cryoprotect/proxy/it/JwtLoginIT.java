@@ -139,6 +139,7 @@ class JwtLoginIT {
                 + "\n"
                 + "  jwt:\n"
                 + "    users: authenticator\n"
+                + "    oauthbearer_users: oauth_app\n"
                 + "    allow_plaintext: loopback\n"
                 + "    jwks_file: "
                 + dir.resolve("jwks.json")
@@ -623,6 +624,66 @@ class JwtLoginIT {
           .hasMessageContaining("only over TLS");
       assertThat(metric(metrics(open), "cryoproxy_tokens_rejected_total{reason=\"plaintext\"}"))
           .isEqualTo(1);
+    }
+  }
+
+  static byte[] saslInitial(String mechanism, String data) {
+    byte[] m = mechanism.getBytes(StandardCharsets.UTF_8);
+    byte[] d = data.getBytes(StandardCharsets.UTF_8);
+    java.nio.ByteBuffer b = java.nio.ByteBuffer.allocate(m.length + 1 + 4 + d.length);
+    b.put(m).put((byte) 0).putInt(d.length).put(d);
+    return org.cryoprotect.proxy.testing.WireClient.message('p', b.array());
+  }
+
+  static org.cryoprotect.proxy.testing.WireClient oauthClient() throws Exception {
+    var c = new org.cryoprotect.proxy.testing.WireClient(proxy.port());
+    c.send(
+        org.cryoprotect.proxy.testing.WireClient.startupPacket(
+            3 << 16, org.cryoprotect.proxy.testing.WireClient.params("oauth_app", "app")));
+    var offer = c.read();
+    assertThat(offer.type()).isEqualTo('R');
+    assertThat(offer.authCode()).as("AuthenticationSASL").isEqualTo(10);
+    assertThat(new String(offer.body(), 4, offer.body().length - 4, StandardCharsets.UTF_8))
+        .isEqualTo("OAUTHBEARER\0\0");
+    return c;
+  }
+
+  /**
+   * The second carrier, SASL OAUTHBEARER as PostgreSQL 18 speaks it (RFC 7628), at protocol level:
+   * a good token logs in as its mapped role; a bad one gets the RFC's error challenge and, after
+   * the client's acknowledgement, 28000.
+   */
+  @Test
+  void theOauthbearerCarrierLogsInWithATokenOverSasl() throws Exception {
+    try (var c = oauthClient()) {
+      c.send(saslInitial("OAUTHBEARER", "n,,\u0001auth=Bearer " + user(A) + "\u0001\u0001"));
+      assertThat(c.readUntilReady()).isNull();
+      var r = c.ask("SELECT current_user, auth.uid()::text");
+      assertThat(r.rows()).containsExactly(List.of("authenticated", A));
+    }
+    String forged = token(otherKey, b -> b.withSubject(A).withClaim("role", "authenticated"));
+    for (String initial :
+        List.of(
+            "n,,\u0001auth=Bearer " + forged + "\u0001\u0001",
+            "n,,\u0001auth=\u0001\u0001")) { // no token: the discovery step
+      try (var c = oauthClient()) {
+        c.send(saslInitial("OAUTHBEARER", initial));
+        var challenge = c.read();
+        assertThat(challenge.type()).isEqualTo('R');
+        assertThat(challenge.authCode()).as("AuthenticationSASLContinue").isEqualTo(11);
+        assertThat(new String(challenge.body(), 4, challenge.body().length - 4))
+            .contains("\"status\":\"invalid_token\"");
+        c.send(org.cryoprotect.proxy.testing.WireClient.message('p', new byte[] {1}));
+        var refusal = c.read();
+        assertThat(refusal.type()).isEqualTo('E');
+        assertThat(refusal.sqlState()).isEqualTo("28000");
+      }
+    }
+    try (var c = oauthClient()) { // channel binding is not offered, so "p=" is malformed
+      c.send(saslInitial("OAUTHBEARER", "p=tls-server-end-point,,\u0001auth=Bearer x\u0001\u0001"));
+      var refusal = c.read();
+      assertThat(refusal.type()).isEqualTo('E');
+      assertThat(refusal.sqlState()).isEqualTo("08P01");
     }
   }
 
