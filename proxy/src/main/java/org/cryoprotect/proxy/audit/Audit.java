@@ -8,6 +8,7 @@ import java.util.function.Function;
 import javax.sql.DataSource;
 import org.cryoprotect.proxy.config.ProxyConfig;
 import org.cryoprotect.proxy.config.ProxyConfig.OnFull;
+import org.cryoprotect.proxy.metrics.AuditFigures;
 import org.cryoprotect.proxy.metrics.ProxyMetrics;
 
 /**
@@ -51,12 +52,13 @@ public final class Audit implements AutoCloseable {
             });
     Audit audit = new Audit(Set.copyOf(config.roles()), config.onFull(), journal, writer);
     metrics.registerAudit(
-        journal::journaled,
-        writer::written,
-        () -> audit.dropped.get() + writer.unroutable(),
-        journal::pendingRecords,
-        journal::pendingBytes,
-        writer::oldestPendingSeconds);
+        new AuditFigures(
+            journal::journaled,
+            writer::written,
+            () -> audit.dropped.get() + writer.unroutable(),
+            journal::pendingRecords,
+            journal::pendingBytes,
+            writer::oldestPendingSeconds));
     writer.start();
     return audit;
   }

@@ -178,8 +178,9 @@ public final class TokenVerifier {
           Reason.TOO_LARGE, "token longer than " + config.maxTokenBytes() + " bytes");
     }
     String hash = sha256(token);
+    Map<String, Algorithm> keysNow = currentKeys();
     Entry hit = cache.getIfPresent(hash);
-    if (hit != null && hit.keys() == currentKeys()) {
+    if (hit != null && hit.keys() == keysNow) {
       Verified v = hit.verified();
       if (!clock.instant().isBefore(v.expiresAt().plus(config.clockSkew()))) {
         throw new Rejected(Reason.EXPIRED, "token expired");
@@ -197,9 +198,8 @@ public final class TokenVerifier {
           v.expiresAt(),
           true);
     }
-    Map<String, Algorithm> keysUsed = currentKeys();
     Verified verified = verifyWhole(token);
-    cache.put(hash, new Entry(verified, keysUsed));
+    cache.put(hash, new Entry(verified, keysNow));
     return verified;
   }
 

@@ -65,17 +65,7 @@ public final class PrometheusMetrics implements ProxyMetrics {
   private volatile LongSupplier revokedTokens = () -> 0;
   private volatile java.util.function.DoubleSupplier revocationAge = () -> 0;
 
-  /** The audit trail's figures; all zero until an audit trail registers. */
-  private record AuditSuppliers(
-      LongSupplier journaled,
-      LongSupplier written,
-      LongSupplier dropped,
-      LongSupplier pending,
-      LongSupplier journalBytes,
-      java.util.function.DoubleSupplier oldestPendingSeconds) {}
-
-  private volatile AuditSuppliers audit =
-      new AuditSuppliers(() -> 0, () -> 0, () -> 0, () -> 0, () -> 0, () -> 0);
+  private volatile AuditFigures audit = AuditFigures.NONE; // zero until an audit trail registers
   private final CounterDataPoint bytesIn;
   private final CounterDataPoint bytesOut;
   private final Counter errors;
@@ -127,7 +117,7 @@ public final class PrometheusMetrics implements ProxyMetrics {
         .labelNames("state")
         .callback(
             callback -> {
-              AuditSuppliers a = audit;
+              AuditFigures a = audit;
               callback.call(a.journaled().getAsLong(), "journaled");
               callback.call(a.written().getAsLong(), "written");
               callback.call(a.dropped().getAsLong(), "dropped");
@@ -295,16 +285,8 @@ public final class PrometheusMetrics implements ProxyMetrics {
   }
 
   @Override
-  public void registerAudit(
-      LongSupplier journaled,
-      LongSupplier written,
-      LongSupplier dropped,
-      LongSupplier pending,
-      LongSupplier journalBytes,
-      java.util.function.DoubleSupplier oldestPendingSeconds) {
-    audit =
-        new AuditSuppliers(
-            journaled, written, dropped, pending, journalBytes, oldestPendingSeconds);
+  public void registerAudit(AuditFigures figures) {
+    audit = figures;
   }
 
   @Override

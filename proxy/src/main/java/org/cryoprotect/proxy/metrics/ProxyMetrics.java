@@ -86,17 +86,8 @@ public interface ProxyMetrics {
   /** The revocation list: ids known, and seconds since it was last read whole. */
   default void registerRevocations(LongSupplier size, java.util.function.DoubleSupplier age) {}
 
-  /**
-   * The audit trail: records journaled, written to the database and dropped (totals); records and
-   * journal bytes waiting to be written; the age in seconds of the oldest waiting record.
-   */
-  default void registerAudit(
-      LongSupplier journaled,
-      LongSupplier written,
-      LongSupplier dropped,
-      LongSupplier pending,
-      LongSupplier journalBytes,
-      java.util.function.DoubleSupplier oldestPendingSeconds) {}
+  /** The audit trail's figures, read at each scrape. */
+  default void registerAudit(AuditFigures figures) {}
 
   /** A server connection handed to a client after waiting {@code nanosWaited} (0 if idle). */
   default void checkout(String database, String node, long nanosWaited) {}

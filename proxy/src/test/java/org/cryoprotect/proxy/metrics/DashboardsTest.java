@@ -42,7 +42,7 @@ class DashboardsTest {
     m.tokenRejected("expired");
     m.registerRevocations(() -> 2, () -> 4.5);
     // 10 journaled, 7 of them written, 3 pending; 1 dropped by a full journal (never journaled).
-    m.registerAudit(() -> 10, () -> 7, () -> 1, () -> 3, () -> 900, () -> 2.5);
+    m.registerAudit(new AuditFigures(() -> 10, () -> 7, () -> 1, () -> 3, () -> 900, () -> 2.5));
     m.checkout("app", "127.0.0.1:5432", 1_000_000);
     m.transaction("app", ProxyMetrics.PRIMARY, 2_000_000);
     m.query("app", ProxyMetrics.PRIMARY, 1_000_000);
