@@ -392,6 +392,12 @@ final class ClientSession extends ChannelInboundHandlerAdapter
         if (transactionMode) {
           statements.queried(server); // a simple Query drops the unnamed statement
         }
+        if (midBatch) {
+          // A Query between an Execute and its Sync: once the Sync comes, a PostgreSQL 17+ backend
+          // is left in an implicit block with no transaction command, and fails its next statement
+          // (XX000 "StartTransactionCommand: unexpected state STARTED"). Closed after this client.
+          server.markBroken();
+        }
         Pending query = pending.add(Kind.QUERY, true);
         if (trail != null) {
           audited(query, trail.query(frame));
@@ -926,7 +932,9 @@ final class ClientSession extends ChannelInboundHandlerAdapter
     if (head.kind == Kind.INJECTED || head.kind == Kind.APPLY || head.kind == Kind.SNAPSHOT) {
       ErrorResponse error = ErrorResponse.decode('E', Frames.body(frame));
       frame.release();
-      if (head.kind == Kind.APPLY && Severity.ERROR.name().equals(error.severity())) {
+      if (head.kind == Kind.APPLY
+          && Severity.ERROR.name().equals(error.severity())
+          && refusesSettings(error.sqlState())) {
         // The server refused one of the client's own settings (a bad startup option, a role it
         // may not take): the client's fault, answered as PostgreSQL answers it at login. The
         // connection is sound and its settings unchanged (the apply is one implicit transaction).
@@ -975,6 +983,20 @@ final class ClientSession extends ChannelInboundHandlerAdapter
       return;
     }
     pending.skipToSync(server, statements);
+  }
+
+  /**
+   * Whether an error to the proxy's SET of the client's settings is about those settings: an
+   * invalid value (22), an unknown parameter or a role it may not take (42), a parameter that
+   * cannot change now (55P02), an unsupported value (0A). Any other error (XX000 from a backend in
+   * a state PostgreSQL itself mishandles, say) is the server connection's, not the client's.
+   */
+  private static boolean refusesSettings(String sqlState) {
+    return sqlState != null
+        && (sqlState.startsWith("22")
+            || sqlState.startsWith("42")
+            || sqlState.startsWith("0A")
+            || sqlState.equals("55P02"));
   }
 
   /**

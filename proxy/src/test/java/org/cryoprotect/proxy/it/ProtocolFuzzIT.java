@@ -41,7 +41,7 @@ class ProtocolFuzzIT {
 
   @BeforeAll
   static void start() throws Exception {
-    pg = PgCluster.builder().replicas(1).start();
+    pg = PgCluster.builder().replicas(1).setting("log_statement", "all").start();
     proxy =
         RunningProxy.start(
             // Transaction mode with a replica: the fuzz also goes through prepared-statement
@@ -105,7 +105,12 @@ class ProtocolFuzzIT {
     }
     workers.shutdown();
     stop.set(true);
-    goodClient.get(30, TimeUnit.SECONDS);
+    try {
+      goodClient.get(30, TimeUnit.SECONDS);
+    } catch (java.util.concurrent.ExecutionException e) {
+      printBackendHistory(e);
+      throw e;
+    }
 
     assertThat(sent.get()).isGreaterThanOrEqualTo(MESSAGES);
     assertThat(goodQueries.get()).isPositive();
@@ -130,6 +135,28 @@ class ProtocolFuzzIT {
         ResultSet rs = c.createStatement().executeQuery("SELECT 'still fine'")) {
       rs.next();
       assertThat(rs.getString(1)).isEqualTo("still fine");
+    }
+  }
+
+  /** The server log of the backend whose error reached the good client, for the failure report. */
+  private static void printBackendHistory(Exception failure) {
+    String log = pg.primary().serverLog();
+    String message = String.valueOf(failure.getCause());
+    String text = message.replaceFirst("(?s).*?(FATAL|ERROR): ", "").lines().findFirst().orElse("");
+    java.util.Set<String> pids = new java.util.LinkedHashSet<>();
+    java.util.regex.Matcher line =
+        java.util.regex.Pattern.compile("\\[(\\d+)\\] (.*)").matcher(log);
+    while (line.find()) {
+      if (!text.isEmpty() && line.group(2).contains(text)) {
+        pids.add(line.group(1));
+      }
+    }
+    for (String pid : pids) {
+      System.out.println("----- primary backend " + pid + " -----");
+      log.lines().filter(l -> l.contains("[" + pid + "]")).forEach(System.out::println);
+    }
+    if (pids.isEmpty()) {
+      System.out.println(pg.logTails(200));
     }
   }
 

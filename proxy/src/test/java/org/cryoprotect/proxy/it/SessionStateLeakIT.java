@@ -2,13 +2,16 @@ package org.cryoprotect.proxy.it;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
+import java.io.ByteArrayOutputStream;
 import java.sql.Connection;
 import java.sql.ResultSet;
 import java.sql.SQLException;
 import java.sql.Statement;
+import java.util.List;
 import org.cryoprotect.proxy.testing.PgCluster;
 import org.cryoprotect.proxy.testing.PgTest;
 import org.cryoprotect.proxy.testing.RunningProxy;
+import org.cryoprotect.proxy.testing.WireClient;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -143,5 +146,69 @@ class SessionStateLeakIT {
       assertThat(one(b, "SELECT pg_backend_pid()")).as("one server connection").isEqualTo(pid);
       assertThat(one(b, tt)).as("next client after the first left").isEqualTo("f");
     }
+  }
+
+  /**
+   * A simple Query sent between an Execute and its Sync (a client mixing the protocols; the fuzz
+   * clients of ProtocolFuzzIT do) leaves a PostgreSQL 17+ backend, once the Sync arrives, with an
+   * implicit transaction block open and no transaction command: its next statement fails with
+   * {@code XX000 StartTransactionCommand: unexpected state STARTED}. Directly, only the client that
+   * did it suffers; through the proxy that server connection must not reach the next client (a
+   * pgJDBC client, whose settings the proxy applies first, got that XX000 as a FATAL before).
+   */
+  @Test
+  void queryInsideAnUnsyncedBatchDoesNotHurtTheNextClient() throws Exception {
+    String direct = mixProtocols(pg.primary().port());
+    String proxied = mixProtocols(proxy.port());
+    // PostgreSQL before 17 has no implicit block made by pipelining, nor this failure.
+    String afterSync = pg.serverVersionNum() >= 170000 ? "XX000" : "ok";
+    assertThat(direct).as("directly").isEqualTo("12DCTDCZZ then " + afterSync);
+    // Through the proxy its next statement runs on a sound server connection.
+    assertThat(proxied).as("the mixing client through the proxy").isEqualTo("12DCTDCZZ then ok");
+    for (int i = 0; i < 2; i++) {
+      try (Connection next = connect()) {
+        assertThat(one(next, "SELECT 41 + 1")).as("the next client").isEqualTo("42");
+      }
+      try (WireClient next = new WireClient(proxy.port())) {
+        next.startup("postgres", "app");
+        assertThat(next.readReply()).extracting(m -> m.type()).doesNotContain('E');
+        var r = next.ask("SELECT 41 + 1");
+        assertThat(r.errors()).as("the next raw client: %s", r).isEmpty();
+        assertThat(r.rows()).containsExactly(List.of("42"));
+      }
+    }
+  }
+
+  /** Parse, Bind, Execute, Query, Sync, then one more Query: what the client saw, in short. */
+  static String mixProtocols(int port) throws Exception {
+    try (WireClient c = new WireClient(port)) {
+      c.startup("postgres", "app");
+      c.readReply();
+      c.send(
+          concat(
+              WireClient.parse("", "SELECT 1"),
+              WireClient.bind("", ""),
+              WireClient.execute("", 0),
+              WireClient.query("SELECT 2")));
+      StringBuilder seen = new StringBuilder();
+      for (var m : c.readReply()) {
+        seen.append(m.type());
+      }
+      c.send(WireClient.sync());
+      for (var m : c.readReply()) {
+        seen.append(m.type());
+      }
+      var after = c.ask("SELECT 3");
+      seen.append(" then ").append(after.error() == null ? "ok" : after.error().sqlState());
+      return seen.toString();
+    }
+  }
+
+  static byte[] concat(byte[]... parts) {
+    ByteArrayOutputStream out = new ByteArrayOutputStream();
+    for (byte[] p : parts) {
+      out.writeBytes(p);
+    }
+    return out.toByteArray();
   }
 }
