@@ -7,31 +7,41 @@ import com.auth0.jwt.JWT;
 import com.auth0.jwt.JWTCreator;
 import com.auth0.jwt.algorithms.Algorithm;
 import com.fasterxml.jackson.databind.JsonNode;
+import com.zaxxer.hikari.HikariDataSource;
 import java.io.ByteArrayOutputStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
 import java.security.interfaces.ECPrivateKey;
 import java.sql.Connection;
 import java.sql.ResultSet;
 import java.sql.SQLException;
 import java.sql.Statement;
+import java.time.Duration;
 import java.time.Instant;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import java.util.UUID;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
+import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicLong;
 import java.util.function.Consumer;
 import org.cryoprotect.proxy.auth.Jwk;
+import org.cryoprotect.proxy.examples.TokenPoolExample;
 import org.cryoprotect.proxy.testing.PgCluster;
 import org.cryoprotect.proxy.testing.PgTest;
 import org.cryoprotect.proxy.testing.RunningProxy;
 import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -526,8 +536,8 @@ class JwtLoginIT {
                   jti))
           .isZero();
       org.awaitility.Awaitility.await()
-          .atMost(java.time.Duration.ofSeconds(5))
-          .pollInterval(java.time.Duration.ofMillis(20))
+          .atMost(Duration.ofSeconds(5))
+          .pollInterval(Duration.ofMillis(20))
           .until(
               () -> {
                 try {
@@ -561,11 +571,11 @@ class JwtLoginIT {
   void theReadmesHikariRecipeLogsInWithTheCurrentToken() throws Exception {
     Path tokenFile = dir.resolve("app.token");
     Files.writeString(tokenFile, user(A) + "\n");
-    try (com.zaxxer.hikari.HikariDataSource ds =
-        org.cryoprotect.proxy.examples.TokenPoolExample.pool(
+    try (HikariDataSource ds =
+        TokenPoolExample.pool(
             "jdbc:postgresql://127.0.0.1:" + proxy.port() + "/app",
             tokenFile,
-            java.time.Duration.ofMinutes(15))) {
+            Duration.ofMinutes(15))) {
       try (Connection c = ds.getConnection();
           Statement s = c.createStatement()) {
         assertThat(row(s, "SELECT current_user, auth.uid()::text"))
@@ -586,6 +596,88 @@ class JwtLoginIT {
       String body = source.substring(source.indexOf("public final class"));
       assertThat(readme).as("README shows %s as tested", example).contains(body);
     }
+  }
+
+  /**
+   * Acceptance 7, the recipe under time: tokens live 48 s and the issuer rewrites the token file
+   * every 5 s; HikariCP's {@code maxLifetime} (32 s, from the recipe) replaces each connection
+   * before its token expires. Four application threads query for three token lifetimes: not one
+   * query may fail, and every answer must come from a session whose token was still valid ({@code
+   * auth.uid()} is NULL once {@code exp} has passed). {@code cryoproxy.jwt.hikariLifetimes} (3)
+   * shortens or skips (0) it: the CI's PostgreSQL 15 pass skips it.
+   */
+  @Test
+  void aHikariPoolRunsThreeTokenLifetimesWithoutAFailedQuery() throws Exception {
+    int lifetimes = Integer.getInteger("cryoproxy.jwt.hikariLifetimes", 3);
+    Assumptions.assumeTrue(lifetimes > 0, "skipped by property");
+    Duration life = Duration.ofSeconds(48);
+    Path tokenFile = dir.resolve("rotating.token");
+    Consumer<Path> issue =
+        file -> {
+          try {
+            String t =
+                token(
+                    privateKey,
+                    b ->
+                        b.withSubject(A)
+                            .withClaim("role", "authenticated")
+                            .withExpiresAt(Instant.now().plus(life)));
+            Path tmp = file.resolveSibling(file.getFileName() + ".tmp");
+            Files.writeString(tmp, t + "\n");
+            Files.move(tmp, file, StandardCopyOption.ATOMIC_MOVE);
+          } catch (Exception e) {
+            throw new IllegalStateException(e);
+          }
+        };
+    issue.accept(tokenFile);
+    ScheduledExecutorService issuer = Executors.newSingleThreadScheduledExecutor();
+    ExecutorService app = Executors.newFixedThreadPool(4);
+    AtomicLong ok = new AtomicLong();
+    ConcurrentLinkedQueue<String> failures = new ConcurrentLinkedQueue<>();
+    Set<String> tokensSeen = ConcurrentHashMap.newKeySet();
+    long end = System.nanoTime() + life.multipliedBy(lifetimes).toNanos();
+    try (HikariDataSource ds =
+        TokenPoolExample.pool(
+            "jdbc:postgresql://127.0.0.1:" + proxy.port() + "/app", tokenFile, life)) {
+      issuer.scheduleAtFixedRate(() -> issue.accept(tokenFile), 5, 5, TimeUnit.SECONDS);
+      List<Future<?>> runs = new ArrayList<>();
+      for (int i = 0; i < 4; i++) {
+        runs.add(
+            app.submit(
+                () -> {
+                  while (System.nanoTime() < end) {
+                    try (Connection c = ds.getConnection();
+                        Statement s = c.createStatement()) {
+                      List<String> r = row(s, "SELECT auth.uid()::text, auth.jwt()->>'jti'");
+                      if (A.equals(r.get(0))) {
+                        ok.incrementAndGet();
+                        tokensSeen.add(r.get(1));
+                      } else {
+                        failures.add("answer " + r);
+                      }
+                      Thread.sleep(20);
+                    } catch (SQLException e) {
+                      failures.add(e.getSQLState() + " " + e.getMessage());
+                    }
+                  }
+                  return null;
+                }));
+      }
+      for (Future<?> run : runs) {
+        run.get(life.multipliedBy(lifetimes).toSeconds() + 60, TimeUnit.SECONDS);
+      }
+    } finally {
+      issuer.shutdownNow();
+      app.shutdownNow();
+    }
+    System.out.printf(
+        "[JwtLoginIT] HikariCP over %d token lifetimes of %d s: %d queries answered, %d failed,"
+            + " %d tokens in use%n",
+        lifetimes, life.toSeconds(), ok.get(), failures.size(), tokensSeen.size());
+    assertThat(failures).as("failed application queries").isEmpty();
+    assertThat(ok.get()).as("queries answered").isGreaterThan(1_000L * lifetimes);
+    // Ten connections replaced every 32 s: new tokens came into use as the run went on.
+    assertThat(tokensSeen).as("tokens the sessions ran with").hasSizeGreaterThan(lifetimes);
   }
 
   /**
@@ -727,7 +819,7 @@ class JwtLoginIT {
           .add(Jwk.json().readTree(otherDir.resolve("jwks.json").toFile()).get("keys").get(0));
       Files.writeString(jwks, both.toPrettyString());
       org.awaitility.Awaitility.await()
-          .atMost(java.time.Duration.ofSeconds(10))
+          .atMost(Duration.ofSeconds(10))
           .ignoreExceptions()
           .until(
               () -> {
@@ -736,7 +828,7 @@ class JwtLoginIT {
               });
       Files.writeString(jwks, Files.readString(otherDir.resolve("jwks.json")));
       org.awaitility.Awaitility.await()
-          .atMost(java.time.Duration.ofSeconds(10))
+          .atMost(Duration.ofSeconds(10))
           .until(
               () -> {
                 try {
