@@ -82,6 +82,11 @@ final class Migrate implements Callable<Integer> {
                 .locations(LOCATION)
                 .validateOnMigrate(true)
                 .failOnMissingLocations(true)
+                // The application's own database already has tables of its own: recorded as
+                // version 0, with every migration of ours still to apply (Flyway would refuse).
+                .baselineOnMigrate(true)
+                .baselineVersion("0")
+                .baselineDescription("the database before cryoproxy migrate")
                 .load();
         MigrateResult result = flyway.migrate();
         if (result.migrationsExecuted == 0) {

@@ -183,6 +183,29 @@ class MigrateIT {
     }
   }
 
+  /**
+   * The usual case: the application's database already has its tables (here pgbench's). Every
+   * migration applies, and the application's tables are untouched.
+   */
+  @Test
+  @Order(5)
+  void appliesToADatabaseThatAlreadyHasTables() throws Exception {
+    pg.createDatabase("existing_app");
+    pg.primary().sql("existing_app", "CREATE TABLE orders (id int); INSERT INTO orders VALUES (7)");
+    Path config = dir.resolve("existing.yaml");
+    Files.writeString(
+        config,
+        Files.readString(config(pg.primary().port()))
+            .replace("dbname: " + DB, "dbname: existing_app"));
+    Run first = migrate("--config", config.toString());
+    System.out.print("[MigrateIT] a database with tables:\n" + first.out() + first.err());
+    assertThat(first.exit()).as(first.err()).isZero();
+    assertThat(first.out()).contains("applied 1 roles", "applied 2 auth", "applied 3 audit");
+    assertThat(migrate("--config", config.toString()).out()).contains("up to date at version 3");
+    assertThat(pg.primary().sql("existing_app", "SELECT id FROM orders"))
+        .containsExactly(List.of("7"));
+  }
+
   @Test
   @Order(3)
   void aChangedMigrationAndBadInputExitTwo() throws Exception {
