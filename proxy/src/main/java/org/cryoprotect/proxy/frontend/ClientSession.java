@@ -585,7 +585,8 @@ final class ClientSession extends ChannelInboundHandlerAdapter
     view.state("waiting", 0);
     acquireStart = System.nanoTime();
     ServerPool target = node.equals(pool.key().node()) ? pool : lender(node);
-    Future<PooledServer> borrowed = target.acquire(loop(), serverStartup, credentials);
+    Future<PooledServer> borrowed =
+        target.acquire(loop(), serverStartup, credentials, settings.desired());
     if (borrowed.isDone()) {
       acquired(borrowed); // an idle connection: no need to stop reading (two syscalls saved)
       return;
@@ -686,7 +687,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter
    */
   private String checkoutSql() {
     if (!settings.desired().equals(server.applied())) {
-      return SessionSettings.applySql(settings.desired());
+      return SessionSettings.applySql(settings.desired(), server.applied());
     }
     long idleNanos = server.idleNanos();
     if (loginPending || idleNanos > frontend.config().pool().serverCheckDelay().toNanos()) {

@@ -4,6 +4,7 @@ import java.util.EnumSet;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Objects;
 import java.util.Set;
 import org.cryoprotect.proxy.pool.SqlScan;
 import org.cryoprotect.proxy.protocol.frontend.StartupMessage;
@@ -157,6 +158,34 @@ final class SessionSettings {
       }
     }
     return Map.copyOf(settings);
+  }
+
+  /**
+   * What makes a server connection that has the settings {@code applied} (null: unknown) carry
+   * {@code desired}: only the values that differ when both have the same parameters and the same
+   * role (with a role set, only custom {@code x.y} parameters, which need no rights: a JWT client's
+   * claims), else everything afresh. One implicit transaction either way.
+   */
+  static String applySql(Map<String, String> desired, Map<String, String> applied) {
+    if (applied == null
+        || !applied.keySet().equals(desired.keySet())
+        || !Objects.equals(applied.get("role"), desired.get("role"))) {
+      return applySql(desired);
+    }
+    boolean roleSet = desired.containsKey("role");
+    StringBuilder sql = new StringBuilder("SELECT ");
+    String sep = "";
+    for (Map.Entry<String, String> e : desired.entrySet()) {
+      if (e.getValue().equals(applied.get(e.getKey()))) {
+        continue;
+      }
+      if (roleSet && e.getKey().indexOf('.') < 0) {
+        return applySql(desired);
+      }
+      sql.append(sep).append(setConfig(e.getKey(), e.getValue()));
+      sep = ", ";
+    }
+    return sql.toString();
   }
 
   /** Resets the connection's session and applies {@code desired}; the role goes last. */

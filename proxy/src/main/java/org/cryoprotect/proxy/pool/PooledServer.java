@@ -41,7 +41,7 @@ public final class PooledServer {
   boolean forgotten;
 
   private final Map<String, String> reported;
-  private Map<String, String> applied = Map.of();
+  private volatile Map<String, String> applied = Map.of();
   private final LinkedHashMap<String, Boolean> prepared = new LinkedHashMap<>(64, 0.75f, true);
   private final Set<String> closeBeforeParse = new HashSet<>();
   private Object unnamed; // whose unnamed statement the server holds: null = none

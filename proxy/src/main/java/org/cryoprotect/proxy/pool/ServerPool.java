@@ -67,15 +67,23 @@ public final class ServerPool {
   private final class Waiter {
     final Promise<PooledServer> promise;
     final EventLoop loop;
+    final Map<String, String> settings;
     final long since = System.nanoTime();
     ScheduledFuture<?> timeout;
     ScheduledFuture<?> reserve;
 
-    Waiter(Promise<PooledServer> promise, EventLoop loop) {
+    Waiter(Promise<PooledServer> promise, EventLoop loop, Map<String, String> settings) {
       this.promise = promise;
       this.loop = loop;
+      this.settings = settings;
     }
   }
+
+  /** How many waiters a released connection looks at for one that has its settings. */
+  static final int AFFINITY_WAITERS = 8;
+
+  /** The first waiter is never passed over once it has waited this long. */
+  static final long AFFINITY_MAX_DELAY_NANOS = TimeUnit.MILLISECONDS.toNanos(2);
 
   ServerPool(PoolKey key, Pools pools, int size) {
     this.key = key;
@@ -168,7 +176,7 @@ public final class ServerPool {
           return;
         }
         next = waiters.peekFirst();
-        server = takeIdle(next.loop, stale);
+        server = takeIdle(next.loop, next.settings, stale);
         if (server == null && !tryReserve(0)) {
           stale.forEach(s -> s.channel().close());
           return;
@@ -195,26 +203,30 @@ public final class ServerPool {
   }
 
   /**
-   * A server connection for a client on {@code loop}: an idle one (preferring one on the same
-   * loop), a new one while the pool is below its size, or the next one released. Fails with 53300
-   * after {@code pool.wait_timeout}, or with the server's error when no connection can be opened.
+   * A server connection for a client on {@code loop}: an idle one (preferring one that already has
+   * the client's session {@code settings}, then one on the same loop), a new one while the pool is
+   * below its size, or the next one released. Fails with 53300 after {@code pool.wait_timeout}, or
+   * with the server's error when no connection can be opened.
    */
   public Future<PooledServer> acquire(
-      EventLoop loop, StartupMessage startup, ServerCredentials credentials) {
+      EventLoop loop,
+      StartupMessage startup,
+      ServerCredentials credentials,
+      Map<String, String> settings) {
     Promise<PooledServer> promise = loop.newPromise();
     boolean connect = false;
     List<PooledServer> stale = new ArrayList<>();
     synchronized (this) {
       this.startup = startup;
       this.credentials = credentials;
-      PooledServer server = paused ? null : takeIdle(loop, stale);
+      PooledServer server = paused ? null : takeIdle(loop, settings, stale);
       if (server != null) {
         checkouts++;
         promise.setSuccess(server);
       } else if (!paused && tryReserve(0)) {
         connect = true;
       } else {
-        Waiter waiter = new Waiter(promise, loop);
+        Waiter waiter = new Waiter(promise, loop, settings);
         waiters.add(waiter);
         waiter.timeout =
             loop.schedule(
@@ -257,8 +269,13 @@ public final class ServerPool {
     return true;
   }
 
-  /** Under the lock: the freshest usable idle connection, preferring {@code loop}'s own. */
-  private PooledServer takeIdle(EventLoop loop, List<PooledServer> stale) {
+  /**
+   * Under the lock: the freshest usable idle connection that has {@code settings} applied (no SET
+   * round trip before the client's statement: JWT clients of distinct subjects each find their own
+   * claims), else the freshest on {@code loop} (no hop between event loops), else the freshest.
+   */
+  private PooledServer takeIdle(
+      EventLoop loop, Map<String, String> settings, List<PooledServer> stale) {
     long now = System.nanoTime();
     long lifetime = limits().serverLifetime().toNanos();
     for (Iterator<PooledServer> it = idle.iterator(); it.hasNext(); ) {
@@ -269,14 +286,54 @@ public final class ServerPool {
         stale.add(s);
       }
     }
-    for (Iterator<PooledServer> it = idle.iterator(); it.hasNext(); ) {
-      PooledServer s = it.next();
-      if (s.loop() == loop) {
-        it.remove();
-        return s;
+    PooledServer sameLoop = null;
+    PooledServer sameSettings = null;
+    for (PooledServer s : idle) {
+      boolean settled = settings != null && settings.equals(s.applied());
+      if (settled && s.loop() == loop) {
+        sameSettings = s;
+        break;
+      }
+      if (settled && sameSettings == null) {
+        sameSettings = s;
+      } else if (sameLoop == null && s.loop() == loop) {
+        sameLoop = s;
       }
     }
-    return idle.pollFirst();
+    PooledServer chosen =
+        sameSettings != null ? sameSettings : sameLoop != null ? sameLoop : idle.peekFirst();
+    if (chosen != null) {
+      idle.remove(chosen);
+    }
+    return chosen;
+  }
+
+  /**
+   * Under the lock: the waiter a released connection goes to. The longest waiter, unless one of the
+   * next few wants exactly the settings the connection has (then it skips the SET round trip the
+   * first would pay) and the first has not yet waited {@link #AFFINITY_MAX_DELAY_NANOS}: so nobody
+   * waits more than that longer for it, and JWT subjects sharing a saturated pool mostly find their
+   * own claims in place.
+   */
+  private Waiter nextWaiterFor(PooledServer server) {
+    Waiter first = waiters.peekFirst();
+    Map<String, String> has = server.applied();
+    if (first == null
+        || has == null
+        || has.equals(first.settings)
+        || System.nanoTime() - first.since > AFFINITY_MAX_DELAY_NANOS) {
+      return waiters.pollFirst();
+    }
+    int looked = 0;
+    for (Iterator<Waiter> it = waiters.iterator(); it.hasNext() && looked < AFFINITY_WAITERS; ) {
+      Waiter w = it.next();
+      looked++;
+      if (has.equals(w.settings)) {
+        it.remove();
+        return w;
+      }
+    }
+    return waiters.pollFirst();
   }
 
   /** Under the lock: counts one more connection if the pool and the database cap allow it. */
@@ -381,7 +438,7 @@ public final class ServerPool {
     while (true) {
       Waiter next;
       synchronized (this) {
-        next = paused ? null : waiters.pollFirst();
+        next = paused ? null : nextWaiterFor(server);
         if (next == null) {
           server.idleSinceNanos = System.nanoTime();
           idle.addFirst(server);
