@@ -3,7 +3,8 @@
 #
 # Starts a throwaway PostgreSQL, PgBouncer and CryoProxy on free ports in a temporary folder, runs
 # the same pgbench workloads against all three, then the connection-scale and acquisition
-# scenarios against CryoProxy, and prints a markdown report (stdout) and writes a JSON file.
+# scenarios against CryoProxy, then pgbench through a JWT login against the same through a password
+# login, and prints a markdown report (stdout) and writes a JSON file.
 # Progress goes to stderr. Everything it started is stopped on exit, whatever the exit.
 set -Eeuo pipefail
 
@@ -25,7 +26,8 @@ usage: bench/run.sh [--quick] [options]
   --pool-size N        PgBouncer and CryoProxy pool size           (BENCH_POOL_SIZE, 20)
   --clients N          clients of the throughput scenarios         (BENCH_CLIENTS, 32)
   --idle-clients N     idle connections of the scale scenario      (BENCH_IDLE_CLIENTS, 10000)
-  --parts LIST         any of pgbench,scale,acquire                (BENCH_PARTS, all three)
+  --parts LIST         any of pgbench,scale,acquire,jwt            (BENCH_PARTS, all four;
+                                                                    PgBouncer only for pgbench)
   --json PATH          JSON output                                 (BENCH_JSON, OUT/results.json)
   --out DIR            folder for raw outputs and logs             (BENCH_OUT_DIR,
                                                                     bench/results/YYYYmmdd-HHMMSS)
@@ -49,7 +51,7 @@ POOL_SIZE=${BENCH_POOL_SIZE:-20}
 CLIENTS=${BENCH_CLIENTS:-32}
 IDLE_CLIENTS=${BENCH_IDLE_CLIENTS:-10000}
 IDLE_INTERVAL=${BENCH_IDLE_INTERVAL:-60}
-PARTS=${BENCH_PARTS:-pgbench,scale,acquire}
+PARTS=${BENCH_PARTS:-pgbench,scale,acquire,jwt}
 OUT_DIR=${BENCH_OUT_DIR:-}
 JSON=${BENCH_JSON:-}
 JAR=${CRYOPROXY_JAR:-$ROOT/proxy/target/cryoproxy.jar}
@@ -91,6 +93,7 @@ done
 ((DURATION > 0 && REPS > 0 && SCALE > 0 && POOL_SIZE > 0 && CLIENTS > 0)) \
   || { echo "bench/run.sh: duration, reps, scale, pool size and clients must be > 0" >&2; exit 2; }
 FIRST_WARMUP=${FIRST_WARMUP:-$((WARMUP * 2 > 3 ? WARMUP * 2 : 3))}
+JWT_PROCS=$((CLIENTS < 8 ? CLIENTS : 8)) # the jwt part's distinct subjects, one pgbench process each
 [[ $FIRST_WARMUP =~ ^[0-9]+$ ]] || { echo "bench/run.sh: BENCH_FIRST_WARMUP must be a whole number" >&2; exit 2; }
 has_part() { [[ ",$PARTS," == *",$1,"* ]]; }
 
@@ -197,17 +200,20 @@ log "load average before: $LOAD_BEFORE (busiest processes in $OUT_DIR/logs/top-b
 
 # PgBouncer from the Debian package. Its own service (if the package starts one) listens on the
 # packaged port; ours runs from a generated ini on a free port, so the two never meet.
-if ! command -v pgbouncer >/dev/null; then
+PGB_VERSION="not run"
+PGB_PREPARED=0
+if has_part pgbench && ! command -v pgbouncer >/dev/null; then
   (($(id -u) == 0)) || die "pgbouncer is not installed and installing it needs root"
   log "installing pgbouncer (apt-get)"
   { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer; } \
     >"$OUT_DIR/logs/apt.log" 2>&1 || die "apt-get install pgbouncer failed; see $OUT_DIR/logs/apt.log"
 fi
-PGBOUNCER=$(command -v pgbouncer)
-PGB_VERSION=$("$PGBOUNCER" --version | head -1 | awk '{print $2}')
 version_ge() { [[ $(printf '%s\n%s\n' "$2" "$1" | sort -V | head -1) == "$2" ]]; }
-PGB_PREPARED=0
-version_ge "$PGB_VERSION" 1.21 && PGB_PREPARED=1
+if has_part pgbench; then
+  PGBOUNCER=$(command -v pgbouncer)
+  PGB_VERSION=$("$PGBOUNCER" --version | head -1 | awk '{print $2}')
+  version_ge "$PGB_VERSION" 1.21 && PGB_PREPARED=1
+fi
 
 TMP=$(mktemp -d /tmp/cryobench.XXXXXX)
 chmod 755 "$TMP"
@@ -290,11 +296,13 @@ log "pgbench -i -s $SCALE"
   >"$OUT_DIR/logs/pgbench-init.log" 2>&1 || die "pgbench -i failed; see $OUT_DIR/logs/pgbench-init.log"
 
 # ---- PgBouncer ------------------------------------------------------------------------------
-mkdir -p "$TMP/pgbouncer"
-PGB_PREPARED_LINE="# max_prepared_statements: PgBouncer $PGB_VERSION has no such setting (1.21+)"
-((PGB_PREPARED)) && PGB_PREPARED_LINE="max_prepared_statements = 1000"
-printf '"postgres" ""\n' >"$TMP/pgbouncer/userlist.txt"
-cat >"$TMP/pgbouncer/pgbouncer.ini" <<EOF
+# Only the pgbench part compares with PgBouncer.
+if has_part pgbench; then
+  mkdir -p "$TMP/pgbouncer"
+  PGB_PREPARED_LINE="# max_prepared_statements: PgBouncer $PGB_VERSION has no such setting (1.21+)"
+  ((PGB_PREPARED)) && PGB_PREPARED_LINE="max_prepared_statements = 1000"
+  printf '"postgres" ""\n' >"$TMP/pgbouncer/userlist.txt"
+  cat >"$TMP/pgbouncer/pgbouncer.ini" <<EOF
 ; bench/run.sh
 [databases]
 bench = host=127.0.0.1 port=$PG_PORT dbname=bench
@@ -313,20 +321,43 @@ $PGB_PREPARED_LINE
 logfile = $TMP/pgbouncer/pgbouncer.log
 pidfile = $TMP/pgbouncer/pgbouncer.pid
 EOF
-chown -R "$RUN_USER:" "$TMP/pgbouncer"
-"${AS_USER[@]}" "$PGBOUNCER" "$TMP/pgbouncer/pgbouncer.ini" >>"$TMP/pgbouncer/stderr.log" 2>&1 &
-PGB_PID=$!
-started pgbouncer "$PGB_PID" TERM
-wait_ready PgBouncer "$PGB_PORT" "$PGB_PID" "$TMP/pgbouncer/pgbouncer.log"
-log "PgBouncer $PGB_VERSION running (pid $PGB_PID)"
+  chown -R "$RUN_USER:" "$TMP/pgbouncer"
+  "${AS_USER[@]}" "$PGBOUNCER" "$TMP/pgbouncer/pgbouncer.ini" >>"$TMP/pgbouncer/stderr.log" 2>&1 &
+  PGB_PID=$!
+  started pgbouncer "$PGB_PID" TERM
+  wait_ready PgBouncer "$PGB_PORT" "$PGB_PID" "$TMP/pgbouncer/pgbouncer.log"
+  log "PgBouncer $PGB_VERSION running (pid $PGB_PID)"
+fi
 
 # ---- CryoProxy ------------------------------------------------------------------------------
 mkdir -p "$TMP/cryoproxy"
+# The jwt part: tokens of role service_role log in as authenticator and run as service_read, the
+# same server role (and so the same pool) as the password login they are compared with.
+AUTH_YAML="auth: { type: trust }"
+if has_part jwt; then
+  java -jar "$TMP/cryoproxy.jar" keys generate --alg ES256 --out "$TMP/keys" --kid bench \
+    >"$OUT_DIR/logs/keys.log" 2>&1 || die "cryoproxy keys generate failed; see $OUT_DIR/logs/keys.log"
+  # the proxy logs in to PostgreSQL as the mapped role with its secret (PostgreSQL trusts anyway)
+  printf '"service_read" "bench"\n' >"$TMP/cryoproxy/users.txt"
+  AUTH_YAML="auth:
+  type: trust
+  users_file: $TMP/cryoproxy/users.txt
+  jwt:
+    users: authenticator
+    allow_plaintext: loopback
+    jwks_file: $TMP/keys/jwks.json
+    algorithms: ES256
+    issuer: cryobench
+    audience: cryobench
+    claims_key_file: $TMP/keys/claims.key
+    roles: { service_role: service_read }"
+fi
 cat >"$TMP/cryoproxy/cryoproxy.yaml" <<EOF
 # bench/run.sh
 listen: { host: 127.0.0.1, port: $CP_PORT }
 admin: { host: 127.0.0.1, port: $ADMIN_PORT }
-auth: { type: trust }
+$AUTH_YAML
+migrate: { user: postgres }
 pool: { mode: transaction, size: $POOL_SIZE }
 limits: { max_client_connections: $((IDLE_CLIENTS + 1000)), shutdown_timeout: 2s }
 databases:
@@ -335,6 +366,23 @@ databases:
   acq_below: { dbname: bench, pool_size: 20, primary: { host: 127.0.0.1, port: $PG_PORT } }
   acq_sat: { dbname: bench, pool_size: 8, primary: { host: 127.0.0.1, port: $PG_PORT } }
 EOF
+if has_part jwt; then
+  # the roles, the auth schema and the claims key, as a user makes them (README, JWT logins)
+  java -jar "$TMP/cryoproxy.jar" migrate --config "$TMP/cryoproxy/cryoproxy.yaml" \
+    --claims-key "$TMP/keys/claims.key" >"$OUT_DIR/logs/migrate.log" 2>&1 \
+    || die "cryoproxy migrate failed; see $OUT_DIR/logs/migrate.log"
+  "$PSQL" -X -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -d bench \
+    -c "GRANT SELECT, UPDATE ON ALL TABLES IN SCHEMA public TO service_read" >/dev/null \
+    || die "GRANT to service_read failed"
+  # One token per pgbench process of the split scenario (distinct subjects), the first also for
+  # the one-process scenario; they outlive any run.
+  declare -a TOKENS=()
+  for ((i = 0; i < JWT_PROCS; i++)); do
+    TOKENS+=("$(java -jar "$TMP/cryoproxy.jar" token issue --key "$TMP/keys/bench.jwk.json" \
+      --role service_role --sub "bench-$i" --ttl 4h --iss cryobench --aud cryobench)") \
+      || die "cryoproxy token issue failed"
+  done
+fi
 # shellcheck disable=SC2086
 java $JAVA_OPTS -jar "$TMP/cryoproxy.jar" run --config "$TMP/cryoproxy/cryoproxy.yaml" \
   >"$TMP/cryoproxy/cryoproxy.log" 2>&1 &
@@ -355,17 +403,40 @@ cpu_ticks() { # pid -> utime+stime of the whole process, in clock ticks
 }
 NPROC=$(nproc)
 threads_for() { echo $(($1 < NPROC ? $1 : NPROC)); }
-port_of() { case $1 in direct) echo "$PG_PORT" ;; pgbouncer) echo "$PGB_PORT" ;; cryoproxy) echo "$CP_PORT" ;; esac; }
-pid_of() { case $1 in direct) echo "" ;; pgbouncer) echo "$PGB_PID" ;; cryoproxy) echo "$CP_PID" ;; esac; }
+# password and jwt: CryoProxy, logged in as service_read by password (trust) or by token
+port_of() { case $1 in direct) echo "$PG_PORT" ;; pgbouncer) echo "$PGB_PORT" ;; *) echo "$CP_PORT" ;; esac; }
+pid_of() { case $1 in direct) echo "" ;; pgbouncer) echo "$PGB_PID" ;; *) echo "$CP_PID" ;; esac; }
+user_of() { case $1 in password) echo service_read ;; jwt) echo authenticator ;; *) echo postgres ;; esac; }
+token_of() { [[ $1 != jwt ]] || echo "${TOKENS[$2]}"; } # target process-number
 FAILED=0
 
+PROCS=1 # pgbench processes a run is split over (the jwt part's distinct subjects)
 pgbench_run() { # out seconds target db clients args... ; sets RC
   local out=$1 secs=$2 target=$3 db=$4 clients=$5
   shift 5
   RC=0
-  timeout --kill-after=10 $((secs + 120)) "$PGBENCH" -h 127.0.0.1 -p "$(port_of "$target")" \
-    -U postgres -n -T "$secs" -c "$clients" -j "$(threads_for "$clients")" "$@" "$db" \
-    >"$out" 2>&1 || RC=$?
+  if ((PROCS == 1)); then
+    PGPASSWORD=$(token_of "$target" 0) timeout --kill-after=10 $((secs + 120)) "$PGBENCH" \
+      -h 127.0.0.1 -p "$(port_of "$target")" -U "$(user_of "$target")" -n -T "$secs" \
+      -c "$clients" -j "$(threads_for "$clients")" "$@" "$db" >"$out" 2>&1 || RC=$?
+    return 0
+  fi
+  # PROCS processes side by side, each with its own token; one pgbench-style summary of them all
+  local i rc pids=()
+  for ((i = 0; i < PROCS; i++)); do
+    PGPASSWORD=$(token_of "$target" "$i") timeout --kill-after=10 $((secs + 120)) "$PGBENCH" \
+      -h 127.0.0.1 -p "$(port_of "$target")" -U "$(user_of "$target")" -n -T "$secs" \
+      -c $((clients / PROCS)) -j 1 "$@" "$db" >"$out.$i" 2>&1 &
+    pids+=($!)
+  done
+  for i in "${pids[@]}"; do
+    rc=0
+    wait "$i" || rc=$?
+    ((rc == 0)) || RC=$rc
+  done
+  local parts=()
+  for ((i = 0; i < PROCS; i++)); do parts+=("$out.$i"); done
+  python3 "$BENCH_DIR/lib/report.py" merge "$out" "${parts[@]}" || RC=1
 }
 
 measure() { # scenario label target db clients rep args...
@@ -529,6 +600,28 @@ if has_part acquire; then
   ACQ_RUNS+="]"
 fi
 
+if has_part jwt; then
+  # Issue #14: -S through a JWT login within 10 % of the same through a password login, same
+  # pool. One token: its claims stay applied on the server connections. JWT_PROCS tokens of
+  # distinct subjects (and as many processes for the password login, so both runs have the same
+  # shape): a checkout often lands where another subject's claims are, and sets the client's.
+  JWT_SPLIT_CLIENTS=$((CLIENTS / JWT_PROCS * JWT_PROCS))
+  log "jwt: -S -M simple through a JWT login vs a password login (service_read, pool $POOL_SIZE)"
+  for j in "jwt_one_c$CLIENTS|-S, $CLIENTS clients, one token|$CLIENTS|1" \
+    "jwt_subjects_c$JWT_SPLIT_CLIENTS|-S, $JWT_SPLIT_CLIENTS clients, $JWT_PROCS subjects|$JWT_SPLIT_CLIENTS|$JWT_PROCS"; do
+    IFS='|' read -r key label clients PROCS <<<"$j"
+    log "$label"
+    for ((rep = 1; rep <= REPS; rep++)); do
+      for target in password jwt; do
+        # at least 1 s: the first one opens service_read's pool
+        ((rep > 1)) || warmup $((WARMUP > 0 ? WARMUP : 1)) "$target" bench "$clients" -S -M simple
+        measure "$key" "$label" "$target" bench "$clients" "$rep" -S -M simple
+      done
+    done
+  done
+  PROCS=1
+fi
+
 check_alive
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 python3 "$BENCH_DIR/lib/machine.py" snapshot $$ "$OUT_DIR/logs/cpu-after.json"
@@ -542,7 +635,7 @@ for k in "${!UNSUPPORTED[@]}"; do
   UNSUP_JSON+="\"$k\":{\"pgbouncer\":\"${UNSUPPORTED[$k]}\"}"
 done
 UNSUP_JSON+="}"
-((PGB_PREPARED)) || NOTES+=("PgBouncer $PGB_VERSION cannot run -M prepared in transaction mode (needs 1.21+): those cells are 'unsupported'")
+! has_part pgbench || ((PGB_PREPARED)) || NOTES+=("PgBouncer $PGB_VERSION cannot run -M prepared in transaction mode (needs 1.21+): those cells are 'unsupported'")
 export STAMP DURATION REPS WARMUP FIRST_WARMUP SCALE POOL_SIZE CLIENTS IDLE_CLIENTS IDLE_INTERVAL PARTS JAVA_OPTS \
   LOAD_BEFORE LOAD_AFTER CPU_SHARE GIT_COMMIT JAR_SHA JAR_BUILT PGB_VERSION UNSUP_JSON ACQ_RUNS PG_BIN
 NOTES_TEXT=$(printf '%s\n' "${NOTES[@]+"${NOTES[@]}"}")

@@ -9,6 +9,9 @@ Reads, from the folder run.sh filled:
   acquire/NAME.{before,after}.prom   /metrics scrapes around each acquisition run
 Medians are taken per (scenario, target) over the repetitions, for TPS and for average latency
 separately. Ratios are of medians.
+
+`report.py merge OUT PART...` instead writes, to OUT, one pgbench-style summary of several pgbench
+outputs that ran side by side (tps and transactions summed, latency averaged by transactions).
 """
 
 import json
@@ -46,6 +49,27 @@ def parse_pgbench(path):
     if errors:
         out["error"] = errors[0][:300]
     return out
+
+
+def merge(out, parts):
+    """One pgbench-style summary of pgbench runs that ran at the same time."""
+    runs = [parse_pgbench(p) for p in parts]
+    lines = []
+    for p, r in zip(parts, runs):
+        lines.append(f"# {os.path.basename(p)}: " + json.dumps(r))
+    errors = [r["error"] for r in runs if "error" in r]
+    lines.extend(errors[:1])
+    if all("tps" in r and r.get("transactions") for r in runs):
+        tx = sum(r["transactions"] for r in runs)
+        lines.append(f"number of transactions actually processed: {tx}")
+        lines.append("number of failed transactions: %d"
+                     % sum(r.get("failed_transactions", 0) for r in runs))
+        lat = sum(r["latency_ms"] * r["transactions"] for r in runs) / tx
+        lines.append(f"latency average = {lat:.3f} ms")
+        lines.append("tps = %f (sum of %d processes)" % (sum(r["tps"] for r in runs), len(runs)))
+    with open(out, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return 0 if "tps" in "\n".join(lines) and not errors else 1
 
 
 def median(values):
@@ -254,7 +278,7 @@ def cell(s, target, key, digits):
     return text + ("*" if not t["ok"] else "")
 
 
-def markdown(meta, scenarios, scale, acq, targets):
+def markdown(meta, scenarios, scale, acq, targets, jwt):
     p = meta["params"]
     out = []
     out.append(f"## CryoProxy benchmark — {meta['started']}")
@@ -372,6 +396,32 @@ def markdown(meta, scenarios, scale, acq, targets):
                    "interpolated inside it as Prometheus' histogram_quantile does; \"< 100 µs\" "
                    "means the quantile is in the first bucket. Mean = _sum / _count.")
         out.append("")
+    if jwt:
+        out.append("### JWT login cost (issue #14): -S -M simple through CryoProxy as service_read")
+        out.append("")
+        out.append("| scenario | password tps | JWT tps | JWT/password | password ms | JWT ms "
+                   "| CPU µs/tx password | CPU µs/tx JWT | within 10 % |")
+        out.append("|---|" + "---:|" * 8)
+        for s in jwt.values():
+            r = s["jwt_over_password"]
+            met = {True: "yes", False: "**no**", None: "—"}[s["met"]]
+            out.append("| " + " | ".join([
+                s["label"], cell(s, "password", "tps", 0), cell(s, "jwt", "tps", 0),
+                f_ratio(r, s.get("jwt_over_password_range")),
+                cell(s, "password", "latency_ms", 3), cell(s, "jwt", "latency_ms", 3),
+                cell(s, "password", "proxy_cpu_us_per_tx", 0),
+                cell(s, "jwt", "proxy_cpu_us_per_tx", 0), met]) + " |")
+        out.append("")
+        out.append("Both logins run as `service_read` in the same pool (`--pool-size`). The password "
+                   "login is trust; the JWT login presents an ES256 token as the password of "
+                   "`authenticator`, verified at login (then cached), and its signed claims are "
+                   "set on the server connection at every checkout where another token's are (the "
+                   "pool prefers connections that already have them). One "
+                   "token: one pgbench process, the claims stay. Subjects: as many pgbench "
+                   "processes, each with its own token (and as many for the password login). "
+                   "Within 10 % = JWT/password ≥ 0.90 (ratio of medians; in brackets the paired "
+                   "ratio of each repetition).")
+        out.append("")
     if targets:
         out.append("### Issue #6 targets")
         out.append("")
@@ -431,6 +481,8 @@ def evaluate_targets(meta, scenarios, scale, acq):
 
 
 def main():
+    if sys.argv[1] == "merge":
+        sys.exit(merge(sys.argv[2], sys.argv[3:]))
     folder, json_path = sys.argv[1], sys.argv[2]
     meta = json.load(open(os.path.join(folder, "meta.json")))
     runs = load_runs(folder, meta.get("clk_tck", 100))
@@ -441,6 +493,17 @@ def main():
                 scenarios[key]["targets"][target] = {"unsupported": True, "reason": why, "ok": True}
     # the scale and acquisition runs are reported in their own sections
     scale_runs = {k: scenarios.pop(k) for k in list(scenarios) if k.startswith(("scale_", "acquire_"))}
+    jwt = {k: scenarios.pop(k) for k in list(scenarios) if k.startswith("jwt_")}
+    for s in jwt.values():
+        tg = s["targets"]
+        s["jwt_over_password"] = ratio(tg.get("jwt", {}).get("tps"),
+                                       tg.get("password", {}).get("tps"))
+        paired = paired_ratios(tg.get("jwt", {}).get("runs", []),
+                               tg.get("password", {}).get("runs", []))
+        if len(paired) > 1:
+            s["jwt_over_password_range"] = [min(paired), max(paired)]
+        v = s["jwt_over_password"]
+        s["met"] = None if v is None else v >= 0.9
     scale = None
     scale_path = os.path.join(folder, "scale.json")
     if os.path.exists(scale_path):
@@ -458,13 +521,14 @@ def main():
     for a in acq:
         t = scale_runs.get("acquire_" + a["name"], {}).get("targets", {}).get("cryoproxy", {})
         a["pgbench"] = {k: t.get(k) for k in ("tps", "latency_ms", "ok", "error")}
-    targets = evaluate_targets(meta, scenarios, scale, acq)
+    # issue #6's targets need its parts; a jwt-only run has none of them
+    targets = evaluate_targets(meta, scenarios, scale, acq) if scenarios or scale or acq else []
     report = {"meta": meta, "scenarios": scenarios, "connection_scale": scale,
-              "acquisition": acq, "targets": targets}
+              "acquisition": acq, "targets": targets, "jwt": jwt}
     os.makedirs(os.path.dirname(os.path.abspath(json_path)), exist_ok=True)
     with open(json_path, "w") as f:
         json.dump(report, f, indent=2, ensure_ascii=False)
-    print(markdown(meta, scenarios, scale, acq, targets))
+    print(markdown(meta, scenarios, scale, acq, targets, jwt))
 
 
 if __name__ == "__main__":
