@@ -19,11 +19,18 @@ import org.cryoprotect.proxy.metrics.ProxyMetrics;
 public final class Audit implements AutoCloseable {
   private final Set<String> roles;
   private final OnFull onFull;
+  private final boolean parameters;
   private final AuditJournal journal; // null when off
   private final AuditWriter writer;
   private final AtomicLong dropped = new AtomicLong();
 
-  private Audit(Set<String> roles, OnFull onFull, AuditJournal journal, AuditWriter writer) {
+  private Audit(
+      Set<String> roles,
+      OnFull onFull,
+      boolean parameters,
+      AuditJournal journal,
+      AuditWriter writer) {
+    this.parameters = parameters;
     this.roles = roles;
     this.onFull = onFull;
     this.journal = journal;
@@ -31,7 +38,7 @@ public final class Audit implements AutoCloseable {
   }
 
   public static Audit off() {
-    return new Audit(Set.of(), OnFull.BLOCK, null, null);
+    return new Audit(Set.of(), OnFull.BLOCK, false, null, null);
   }
 
   /**
@@ -50,7 +57,9 @@ public final class Audit implements AutoCloseable {
               DataSource ds = login.apply(name);
               return ds == null ? null : AuditWriter.pool(ds, name);
             });
-    Audit audit = new Audit(Set.copyOf(config.roles()), config.onFull(), journal, writer);
+    Audit audit =
+        new Audit(
+            Set.copyOf(config.roles()), config.onFull(), config.parameters(), journal, writer);
     metrics.registerAudit(
         new AuditFigures(
             journal::journaled,
@@ -66,6 +75,11 @@ public final class Audit implements AutoCloseable {
   /** Whether a session logged in as {@code role} is audited. */
   public boolean audits(String role) {
     return journal != null && roles.contains(role);
+  }
+
+  /** Whether records carry the values a Bind gave the statement ({@code audit.parameters}). */
+  public boolean recordsParameters() {
+    return parameters;
   }
 
   /** Audited work is refused now: the journal is full and {@code on_full} is block. */

@@ -10,7 +10,9 @@ import java.util.List;
  * time in microseconds since the epoch (the database's timestamp precision, so a record written
  * twice after an outage is the same row). {@code database} is the proxy's database name: the writer
  * stores the record in that database. {@code rowCount} and {@code sqlstate} are null when they do
- * not apply (a command without a row count; a statement that succeeded).
+ * not apply (a command without a row count; a statement that succeeded). {@code parameters} is null
+ * unless {@code audit.parameters} is on and the statement was bound: then a JSON array of the
+ * Bind's values, text as sent, binary as {@code \x} and hex, SQL NULL as null.
  */
 public record AuditRecord(
     long seq,
@@ -22,6 +24,7 @@ public record AuditRecord(
     String clientAddr,
     String database,
     String statement,
+    String parameters,
     double durationMs,
     Long rowCount,
     String sqlstate) {
@@ -39,6 +42,7 @@ public record AuditRecord(
         clientAddr,
         database,
         statement,
+        parameters,
         durationMs,
         rowCount,
         sqlstate);

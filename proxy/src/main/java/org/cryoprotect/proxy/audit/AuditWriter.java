@@ -38,8 +38,8 @@ final class AuditWriter implements AutoCloseable {
   private static final String NO_PARTITION = "23514";
   private static final String COLUMNS =
       "(logged_at, journal, seq, sub, jti, role, scopes, client_addr, database, statement,"
-          + " duration_ms, row_count, sqlstate)";
-  private static final String ROW = "(?, ?, ?, ?, ?, ?, ?, ?::inet, ?, ?, ?, ?, ?)";
+          + " parameters, duration_ms, row_count, sqlstate)";
+  private static final String ROW = "(?, ?, ?, ?, ?, ?, ?, ?::inet, ?, ?, ?, ?, ?, ?)";
 
   private final AuditJournal journal;
   private final String table;
@@ -201,6 +201,7 @@ final class AuditWriter implements AutoCloseable {
         ps.setString(p++, r.clientAddr());
         ps.setString(p++, r.database());
         ps.setString(p++, r.statement());
+        ps.setString(p++, r.parameters());
         ps.setDouble(p++, r.durationMs());
         if (r.rowCount() == null) {
           ps.setNull(p++, Types.BIGINT);

@@ -200,10 +200,6 @@ public final class ConfigLoader {
     if (!TABLE.matcher(table).matches()) {
       throw new ConfigException(node.key("table"), "expected schema.table, not " + table);
     }
-    if (node.bool("parameters", false)) {
-      throw new ConfigException(
-          node.key("parameters"), "recording parameters is not built yet; leave it false");
-    }
     Audit audit =
         new Audit(
             List.copyOf(roles),
@@ -211,6 +207,7 @@ public final class ConfigLoader {
             node.directory("journal_dir", "audit-journal"),
             node.choice("on_full", OnFull.class, OnFull.BLOCK),
             node.bytes("max_journal_bytes", 1L << 30),
+            node.bool("parameters", false),
             node.string("user", null),
             node.string("password", null));
     if (audit.maxJournalBytes() < (1L << 20)) {

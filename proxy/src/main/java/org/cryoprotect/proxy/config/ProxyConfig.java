@@ -233,6 +233,7 @@ public record ProxyConfig(
       Path journalDir,
       OnFull onFull,
       long maxJournalBytes,
+      boolean parameters,
       String user,
       String password) {
     @Override
@@ -248,6 +249,8 @@ public record ProxyConfig(
           + onFull
           + ", maxJournalBytes="
           + maxJournalBytes
+          + ", parameters="
+          + parameters
           + ", user="
           + user
           + "]";

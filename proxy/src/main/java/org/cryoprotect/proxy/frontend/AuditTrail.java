@@ -1,9 +1,13 @@
 package org.cryoprotect.proxy.frontend;
 
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ArrayNode;
 import io.netty.buffer.ByteBuf;
+import java.nio.charset.StandardCharsets;
 import java.time.Instant;
 import java.util.ArrayDeque;
 import java.util.HashMap;
+import java.util.HexFormat;
 import java.util.Map;
 import java.util.function.Consumer;
 import org.cryoprotect.proxy.audit.Audit;
@@ -11,7 +15,6 @@ import org.cryoprotect.proxy.audit.AuditRecord;
 import org.cryoprotect.proxy.auth.TokenVerifier;
 import org.cryoprotect.proxy.protocol.Frames;
 import org.cryoprotect.proxy.protocol.backend.ErrorResponse;
-import org.cryoprotect.proxy.protocol.frontend.Bind;
 import org.cryoprotect.proxy.protocol.frontend.Parse;
 import org.cryoprotect.proxy.protocol.frontend.Query;
 
@@ -24,10 +27,15 @@ import org.cryoprotect.proxy.protocol.frontend.Query;
  * session's event loop.
  */
 final class AuditTrail {
+  private static final ObjectMapper JSON = new ObjectMapper();
   private final Audit audit;
   private final ClientConnection client;
   private final Map<String, String> statements = new HashMap<>(); // client's name -> text
-  private final Map<String, String> portals = new HashMap<>(); // portal -> text
+  private final Map<String, Portal> portals = new HashMap<>();
+
+  /** What a portal runs: the statement's text and, when recorded, the values bound to it. */
+  record Portal(String sql, String parameters) {}
+
   private final ArrayDeque<ByteBuf> held = new ArrayDeque<>();
   private long journaling; // records appended and not yet durable
 
@@ -59,14 +67,51 @@ final class AuditTrail {
   void bound(ByteBuf frame) {
     ByteBuf body = Frames.body(frame);
     String portal = Frames.readCString(body);
-    String statement = Bind.statement(frame);
-    portals.put(portal, statements.getOrDefault(statement, "<statement " + statement + ">"));
+    String statement = Frames.readCString(body);
+    String sql = statements.getOrDefault(statement, "<statement " + statement + ">");
+    portals.put(portal, new Portal(sql, audit.recordsParameters() ? parameters(body) : null));
   }
 
-  /** The text an Execute runs. */
-  String executed(ByteBuf frame) {
+  /**
+   * The values of a Bind, its body read past the two names, as a JSON array: text-format values as
+   * sent, binary ones as {@code \x} and hex, SQL NULL as null; "malformed" when the message is (the
+   * server refuses it).
+   */
+  static String parameters(ByteBuf body) {
+    try {
+      int formats = body.readUnsignedShort();
+      short[] format = new short[formats];
+      for (int i = 0; i < formats; i++) {
+        format[i] = body.readShort();
+      }
+      int count = body.readUnsignedShort();
+      ArrayNode values = JSON.createArrayNode();
+      for (int i = 0; i < count; i++) {
+        int length = body.readInt();
+        if (length < 0) {
+          values.addNull();
+          continue;
+        }
+        boolean binary = (formats == 1 ? format[0] : formats > i ? format[i] : 0) == 1;
+        if (binary) {
+          byte[] bytes = new byte[length];
+          body.readBytes(bytes);
+          values.add("\\x" + HexFormat.of().formatHex(bytes));
+        } else {
+          values.add(body.readCharSequence(length, StandardCharsets.UTF_8).toString());
+        }
+      }
+      return values.toString();
+    } catch (IndexOutOfBoundsException e) {
+      return "\"malformed\"";
+    }
+  }
+
+  /** What an Execute runs. */
+  Portal executed(ByteBuf frame) {
     String portal = Frames.readCString(Frames.body(frame));
-    return portals.getOrDefault(portal, "<portal " + portal + ">");
+    Portal bound = portals.get(portal);
+    return bound != null ? bound : new Portal("<portal " + portal + ">", null);
   }
 
   // ---------------------------------------------------------------- records and the gate
@@ -99,6 +144,7 @@ final class AuditTrail {
             client.host(),
             client.database().name(),
             head.sql,
+            head.parameters,
             (System.nanoTime() - head.sentNanos) / 1e6,
             rows,
             sqlstate);

@@ -400,7 +400,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter
         }
         Pending query = pending.add(Kind.QUERY, true);
         if (trail != null) {
-          audited(query, trail.query(frame));
+          audited(query, trail.query(frame), null);
         }
         write(frame);
       }
@@ -448,13 +448,15 @@ final class ClientSession extends ChannelInboundHandlerAdapter
     midBatch = true;
     Pending execute = pending.add(kind, true);
     if (trail != null && kind == Kind.EXECUTE) {
-      audited(execute, trail.executed(frame));
+      AuditTrail.Portal portal = trail.executed(frame);
+      audited(execute, portal.sql(), portal.parameters());
     }
     write(frame);
   }
 
-  private static void audited(Pending p, String sql) {
+  private static void audited(Pending p, String sql, String parameters) {
     p.sql = sql;
+    p.parameters = parameters;
     p.sentNanos = System.nanoTime();
   }
 

@@ -29,6 +29,7 @@ class AuditJournalTest {
         "127.0.0.1",
         "app",
         statement,
+        null,
         1.5,
         1L,
         null);

@@ -120,7 +120,7 @@ class AuditIT {
         }
       }
       try (Connection c =
-              proxy.connect("app", "service_write", "write-pw", "preferQueryMode=simple");
+              proxy.connect("app", "service_write", "write-pw", "preferQueryMode", "simple");
           Statement s = c.createStatement()) {
         s.execute("INSERT INTO items VALUES (0, 100); INSERT INTO items VALUES (0, 101)");
       }
@@ -142,9 +142,10 @@ class AuditIT {
       }
       expected.add(List.of("SELECT count(*) FROM items WHERE c = 0", "1", "-"));
       expected.add(List.of("SELECT 1/0 AS items_fail", "-", "22012"));
-      // pgJDBC sends the two statements of the string as two Queries.
-      expected.add(List.of("INSERT INTO items VALUES (0, 100)", "1", "-"));
-      expected.add(List.of(" INSERT INTO items VALUES (0, 101)", "1", "-"));
+      // One simple Query of two statements: a record for each, with the Query's whole text.
+      String both = "INSERT INTO items VALUES (0, 100); INSERT INTO items VALUES (0, 101)";
+      expected.add(List.of(both, "1", "-"));
+      expected.add(List.of(both, "1", "-"));
       assertThat(essentials.stream().map(r -> r.subList(0, 3)).toList())
           .as("%s", rows)
           .containsExactlyElementsOf(expected);
@@ -171,6 +172,59 @@ class AuditIT {
               StandardCharsets.UTF_8);
       assertThat(metrics).contains("cryoproxy_audit_pending_records 0.0");
       assertThat(metrics).contains("cryoproxy_audit_records_total{state=\"dropped\"} 0.0");
+    }
+  }
+
+  /**
+   * {@code parameters: true}: a bound statement's record carries its values as a JSON array (text
+   * as sent, binary as hex, NULL as null); a simple Query's has none (its values are in its text).
+   * Through pgJDBC, whose int goes in binary.
+   */
+  @Test
+  void parametersAreRecordedWhenAsked() throws Exception {
+    Path journal = dir.resolve("journal-params");
+    String withParameters =
+        config(journal)
+            .replace("journal_dir: " + journal, "journal_dir: " + journal + ", parameters: true");
+    assertThat(withParameters).contains("parameters: true");
+    try (RunningProxy proxy = RunningProxy.start(withParameters);
+        Connection c = proxy.connect("app", "service_write", "write-pw");
+        Statement s = c.createStatement()) {
+      try (PreparedStatement ps =
+          c.prepareStatement("SELECT ?::int AS p_items, ?::text, ?::text, ?::bytea")) {
+        ps.setInt(1, 42);
+        ps.setString(2, "it's \"quoted\"");
+        ps.setNull(3, java.sql.Types.VARCHAR);
+        ps.setBytes(4, new byte[] {1, (byte) 0xff});
+        ps.executeQuery().close();
+      }
+      s.execute("SELECT 7 AS p_items"); // pgJDBC binds it too, with no values
+      try (Connection simple =
+              proxy.connect("app", "service_write", "write-pw", "preferQueryMode", "simple");
+          Statement q = simple.createStatement()) {
+        q.execute("SELECT 8 AS p_items");
+      }
+      String mine =
+          "journal = '"
+              + Files.readString(journal.resolve("journal.id")).trim()
+              + "' AND statement LIKE '%p_items%'";
+      await().atMost(Duration.ofSeconds(15)).until(() -> log(mine).size() >= 3);
+      List<List<String>> rows =
+          pg.primary()
+              .sql(
+                  "auditdb",
+                  "SELECT statement, coalesce(parameters, '-') FROM audit.service_role_log WHERE "
+                      + mine
+                      + " ORDER BY seq");
+      System.out.println("[AuditIT] recorded parameters: " + rows);
+      assertThat(rows).hasSize(3);
+      assertThat(rows.get(0).get(0))
+          .isEqualTo("SELECT $1::int AS p_items, $2::text, $3::text, $4::bytea");
+      // pgJDBC may send the int in binary: 42 either way
+      String rest = ",\"it's \\\"quoted\\\"\",null,\"\\\\x01ff\"]";
+      assertThat(rows.get(0).get(1)).isIn("[\"42\"" + rest, "[\"\\\\x0000002a\"" + rest);
+      assertThat(rows.get(1)).containsExactly("SELECT 7 AS p_items", "[]");
+      assertThat(rows.get(2)).containsExactly("SELECT 8 AS p_items", "-");
     }
   }
 
@@ -240,7 +294,7 @@ class AuditIT {
 
   static double perStatementMicros(RunningProxy proxy, String user, String password)
       throws SQLException {
-    try (Connection c = proxy.connect("app", user, password, "preferQueryMode=simple");
+    try (Connection c = proxy.connect("app", user, password, "preferQueryMode", "simple");
         Statement s = c.createStatement()) {
       for (int i = 0; i < 200; i++) {
         s.execute("SELECT 1");

@@ -88,6 +88,9 @@ public final class RunningProxy implements AutoCloseable {
       props.setProperty("password", password);
     }
     props.setProperty("connectTimeout", "10");
+    if (options.length % 2 != 0) {
+      throw new IllegalArgumentException("options come in name, value pairs");
+    }
     for (int i = 0; i + 1 < options.length; i += 2) {
       props.setProperty(options[i], options[i + 1]);
     }
