@@ -431,7 +431,9 @@ public final class ConfigLoader {
             node.integer("max_message_size", 64 << 20, 1024, Integer.MAX_VALUE - 8),
             node.duration("client_login_timeout", Duration.ofSeconds(15)),
             node.duration("server_connect_timeout", Duration.ofSeconds(5)),
-            node.duration("shutdown_timeout", Duration.ofSeconds(30)));
+            node.duration("shutdown_timeout", Duration.ofSeconds(30)),
+            node.duration("client_idle_timeout", Duration.ZERO),
+            node.duration("idle_transaction_timeout", Duration.ZERO));
     node.rejectUnknownKeys();
     return limits;
   }

@@ -179,7 +179,9 @@ public record ProxyConfig(
       int maxMessageSize,
       Duration clientLoginTimeout,
       Duration serverConnectTimeout,
-      Duration shutdownTimeout) {}
+      Duration shutdownTimeout,
+      Duration clientIdleTimeout,
+      Duration idleTransactionTimeout) {}
 
   public enum ClientTlsMode {
     DISABLE,

@@ -109,6 +109,8 @@ final class ClientSession extends ChannelInboundHandlerAdapter
   private ErrorResponse lossError; // the server's FATAL that is ending the connection, if any
   private FailedTransaction failed; // the transaction died with its server connection
   private ScheduledFuture<?> drainDeadline;
+  private long lastActiveNanos = System.nanoTime(); // the client's last message, or its last answer
+  private boolean idleCheckArmed; // limits.client_idle_timeout / idle_transaction_timeout
   private long acquireStart;
 
   // Routing (DESIGN §5) and replay (DESIGN §4).
@@ -193,15 +195,72 @@ final class ClientSession extends ChannelInboundHandlerAdapter
 
   private void greet(Map<String, String> parameters) {
     loginPending = false;
+    idleCheck(firstIdleCheckNanos());
     pool.joined(view);
     frontend.metrics().clientLogin(client.database().name(), client.user());
     client.welcome(ctx, parameters, frontend.loggedIn());
+  }
+
+  // ---------------------------------------------------------------- idle timeouts
+
+  /**
+   * The first idle check after login: the smaller of the two limits that are on, or none (0). A
+   * check that finds the client busy, or idle for less than its limit, comes back when the limit
+   * could next be reached; so a session costs one timer, not one per message.
+   */
+  private long firstIdleCheckNanos() {
+    long a = frontend.config().limits().clientIdleTimeout().toNanos();
+    long b = frontend.config().limits().idleTransactionTimeout().toNanos();
+    return a == 0 ? b : b == 0 ? a : Math.min(a, b);
+  }
+
+  private void idleCheck(long delayNanos) {
+    if (delayNanos <= 0 || idleCheckArmed) {
+      return;
+    }
+    idleCheckArmed = true;
+    ctx.executor().schedule(this::idleChecked, delayNanos, TimeUnit.NANOSECONDS);
+  }
+
+  /**
+   * PgBouncer's {@code idle_transaction_timeout} and {@code client_idle_timeout}, with PostgreSQL's
+   * SQLSTATEs: a client that holds a server connection in an open transaction and sends nothing for
+   * {@code idle_transaction_timeout} is ended with 25P03 (its transaction rolls back and the
+   * connection goes back to the pool); any other client silent for {@code client_idle_timeout} with
+   * 57P05. A statement still running is not idleness.
+   */
+  private void idleChecked() {
+    idleCheckArmed = false;
+    if (closing || !ctx.channel().isActive()) {
+      return;
+    }
+    boolean inTransaction = server != null && txStatus != ReadyForQuery.IDLE;
+    long limit =
+        (inTransaction
+                ? frontend.config().limits().idleTransactionTimeout()
+                : frontend.config().limits().clientIdleTimeout())
+            .toNanos();
+    boolean busy = !pending.isEmpty() || acquiring || preparing || !backlog.isEmpty();
+    long idleFor = System.nanoTime() - lastActiveNanos;
+    if (!busy && limit > 0 && idleFor >= limit) {
+      if (inTransaction) {
+        client.fatal(
+            SqlState.IDLE_IN_TRANSACTION_SESSION_TIMEOUT,
+            "terminating connection due to idle-in-transaction timeout");
+      } else {
+        client.fatal(
+            SqlState.IDLE_SESSION_TIMEOUT, "terminating connection due to idle-session timeout");
+      }
+      return;
+    }
+    idleCheck(!busy && limit > 0 ? limit - idleFor : firstIdleCheckNanos());
   }
 
   // ---------------------------------------------------------------- client side
 
   @Override
   public void channelRead(ChannelHandlerContext ctx, Object msg) {
+    lastActiveNanos = System.nanoTime();
     ByteBuf frame = (ByteBuf) msg;
     byte type = Frames.type(frame);
     if (!FrontendMessageTypes.isKnown(type) || type == FrontendMessageTypes.PASSWORD) {
@@ -1021,6 +1080,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter
 
   /** Nothing is outstanding and the server said ReadyForQuery: what next for the connection? */
   private void readyPoint() {
+    lastActiveNanos = System.nanoTime(); // idle from its last answer on
     if (closing) {
       cleanUpAfterClient();
       return;
