@@ -433,7 +433,8 @@ public final class ConfigLoader {
             node.duration("server_connect_timeout", Duration.ofSeconds(5)),
             node.duration("shutdown_timeout", Duration.ofSeconds(30)),
             node.duration("client_idle_timeout", Duration.ZERO),
-            node.duration("idle_transaction_timeout", Duration.ZERO));
+            node.duration("idle_transaction_timeout", Duration.ZERO),
+            node.duration("query_timeout", Duration.ZERO));
     node.rejectUnknownKeys();
     return limits;
   }

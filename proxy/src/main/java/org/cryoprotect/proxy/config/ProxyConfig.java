@@ -181,7 +181,8 @@ public record ProxyConfig(
       Duration serverConnectTimeout,
       Duration shutdownTimeout,
       Duration clientIdleTimeout,
-      Duration idleTransactionTimeout) {}
+      Duration idleTransactionTimeout,
+      Duration queryTimeout) {}
 
   public enum ClientTlsMode {
     DISABLE,

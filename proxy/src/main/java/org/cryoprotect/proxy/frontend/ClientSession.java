@@ -8,9 +8,11 @@ import io.netty.channel.ChannelInboundHandlerAdapter;
 import io.netty.channel.EventLoop;
 import io.netty.util.concurrent.Future;
 import io.netty.util.concurrent.ScheduledFuture;
+import java.time.Duration;
 import java.time.Instant;
 import java.util.ArrayDeque;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.TimeUnit;
@@ -209,9 +211,16 @@ final class ClientSession extends ChannelInboundHandlerAdapter
    * could next be reached; so a session costs one timer, not one per message.
    */
   private long firstIdleCheckNanos() {
-    long a = frontend.config().limits().clientIdleTimeout().toNanos();
-    long b = frontend.config().limits().idleTransactionTimeout().toNanos();
-    return a == 0 ? b : b == 0 ? a : Math.min(a, b);
+    long shortest = 0;
+    for (Duration d :
+        List.of(
+            frontend.config().limits().clientIdleTimeout(),
+            frontend.config().limits().idleTransactionTimeout(),
+            frontend.config().limits().queryTimeout())) {
+      long n = d.toNanos();
+      shortest = n > 0 && (shortest == 0 || n < shortest) ? n : shortest;
+    }
+    return shortest;
   }
 
   private void idleCheck(long delayNanos) {
@@ -229,6 +238,27 @@ final class ClientSession extends ChannelInboundHandlerAdapter
    * connection goes back to the pool); any other client silent for {@code client_idle_timeout} with
    * 57P05. A statement still running is not idleness.
    */
+  /**
+   * PgBouncer's {@code query_timeout}: the oldest request still unanswered on the server connection
+   * (not one waiting for the client's COPY data) has run longer than the limit, so the proxy
+   * cancels it; the client hears PostgreSQL's own 57014 and its session goes on. True when a cancel
+   * was sent (or one is on its way).
+   */
+  private boolean queryTimedOut(long now) {
+    long limit = frontend.config().limits().queryTimeout().toNanos();
+    Pending oldest = pending.peek();
+    if (limit == 0
+        || server == null
+        || copyIn
+        || oldest == null
+        || now - oldest.sentNanos < limit) {
+      return false;
+    }
+    log.info("client {}: query_timeout, cancelling its query on {}", client.address(), server);
+    CancelRegistry.cancel(server, client, loop(), frontend.connector());
+    return true;
+  }
+
   private void idleChecked() {
     idleCheckArmed = false;
     if (closing || !ctx.channel().isActive()) {
@@ -241,7 +271,12 @@ final class ClientSession extends ChannelInboundHandlerAdapter
                 : frontend.config().limits().clientIdleTimeout())
             .toNanos();
     boolean busy = !pending.isEmpty() || acquiring || preparing || !backlog.isEmpty();
-    long idleFor = System.nanoTime() - lastActiveNanos;
+    long now = System.nanoTime();
+    if (queryTimedOut(now)) {
+      idleCheck(firstIdleCheckNanos());
+      return;
+    }
+    long idleFor = now - lastActiveNanos;
     if (!busy && limit > 0 && idleFor >= limit) {
       if (inTransaction) {
         client.fatal(
@@ -253,7 +288,13 @@ final class ClientSession extends ChannelInboundHandlerAdapter
       }
       return;
     }
-    idleCheck(!busy && limit > 0 ? limit - idleFor : firstIdleCheckNanos());
+    long next = !busy && limit > 0 ? limit - idleFor : firstIdleCheckNanos();
+    long queryLimit = frontend.config().limits().queryTimeout().toNanos();
+    Pending oldest = pending.peek();
+    if (queryLimit > 0 && oldest != null) {
+      next = Math.min(next, Math.max(1_000_000, oldest.sentNanos + queryLimit - now));
+    }
+    idleCheck(next);
   }
 
   // ---------------------------------------------------------------- client side

@@ -53,7 +53,7 @@ final class Pending {
   String duplicateOf; // for PARSE: the client's name its 42P05 must say instead of the proxy's
   String sql; // audited sessions, QUERY and EXECUTE: the text it runs (AuditTrail)
   String parameters; // ... the values it was bound with, when audit.parameters is on
-  long sentNanos; // ... and when it was sent
+  long sentNanos = System.nanoTime(); // when it was sent (audit durations, limits.query_timeout)
 
   Pending(Kind kind, boolean toClient, String statement) {
     this.kind = kind;

@@ -123,4 +123,32 @@ class IdleTimeoutsIT {
       talk.get(30, java.util.concurrent.TimeUnit.SECONDS); // five seconds of talk: never ended
     }
   }
+
+  /**
+   * {@code limits.query_timeout}: a statement running past it is cancelled; the client hears
+   * PostgreSQL's 57014 and goes on in the same session. Shorter statements are left alone.
+   */
+  @Test
+  void aQueryPastQueryTimeoutIsCancelledAndTheSessionGoesOn() throws Exception {
+    try (RunningProxy timed =
+        RunningProxy.start(
+            "pool: { mode: transaction, size: 1 }\n"
+                + "limits: { query_timeout: 1s }\n"
+                + RunningProxy.database("idle", "idle", "127.0.0.1", pg.primary().port()))) {
+      WireClient c = new WireClient(timed.port()).timeout(10_000);
+      try (c) {
+        c.startup("postgres", "idle");
+        assertThat(c.readReply()).extracting(Message::type).doesNotContain('E');
+        assertThat(c.ask("SELECT pg_sleep(0.5)").errors()).as("under the limit").isEmpty();
+        long start = System.nanoTime();
+        Reply slow = c.ask("SELECT pg_sleep(8)");
+        long ms = (System.nanoTime() - start) / 1_000_000;
+        System.out.printf("[IdleTimeoutsIT] pg_sleep(8) cancelled after %d ms%n", ms);
+        assertThat(slow.error()).isNotNull();
+        assertThat(slow.error().sqlState()).isEqualTo("57014");
+        assertThat(ms).isBetween(1_000L, 3_000L);
+        assertThat(c.ask("SELECT 41 + 1").rows()).containsExactly(List.of("42"));
+      }
+    }
+  }
 }
