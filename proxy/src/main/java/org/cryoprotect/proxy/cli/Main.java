@@ -2,6 +2,7 @@ package org.cryoprotect.proxy.cli;
 
 import java.nio.file.Path;
 import java.util.concurrent.Callable;
+import java.util.concurrent.atomic.AtomicReference;
 import org.cryoprotect.proxy.ProxyServer;
 import org.cryoprotect.proxy.config.ConfigException;
 import org.cryoprotect.proxy.config.ConfigLoader;
@@ -31,23 +32,31 @@ public final class Main {
 
     @Override
     public Integer call() throws Exception {
-      ProxyServer server;
-      try {
-        server = ProxyServer.start(config);
-      } catch (ConfigException e) {
-        System.err.println("cryoproxy: invalid configuration: " + e.getMessage());
-        return CONFIG_ERROR;
-      }
+      // Signals first: a SIGHUP or SIGTERM that arrives once the port is open, but before a
+      // handler is in place, would end the JVM the default way (no reload, no graceful drain).
+      AtomicReference<ProxyServer> started = new AtomicReference<>();
       Runtime.getRuntime()
           .addShutdownHook(
               new Thread(
                   () -> {
-                    server.shutdown(server.config().limits().shutdownTimeout());
+                    ProxyServer server = started.get();
+                    if (server != null) {
+                      server.shutdown(server.config().limits().shutdownTimeout());
+                    }
                     flushLogs();
                   },
                   "cryoproxy-shutdown"));
-      reloadOnSighup(server);
-      server.awaitTermination();
+      reloadOnSighup(started);
+      try {
+        started.set(ProxyServer.start(config));
+      } catch (ConfigException e) {
+        System.err.println("cryoproxy: invalid configuration: " + e.getMessage());
+        return CONFIG_ERROR;
+      }
+      if (reloadWhenStarted) {
+        started.get().reload();
+      }
+      started.get().awaitTermination();
       return 0;
     }
   }
@@ -60,13 +69,20 @@ public final class Main {
     }
   }
 
+  private static volatile boolean reloadWhenStarted;
+
   /** SIGHUP re-reads the configuration file, as PgBouncer does; a bad file changes nothing. */
   @SuppressWarnings("restriction")
-  private static void reloadOnSighup(ProxyServer server) {
+  private static void reloadOnSighup(AtomicReference<ProxyServer> started) {
     try {
       sun.misc.Signal.handle(
           new sun.misc.Signal("HUP"),
           signal -> {
+            ProxyServer server = started.get();
+            if (server == null) {
+              reloadWhenStarted = true; // still starting: reloaded once it is up
+              return;
+            }
             try {
               server.reload();
             } catch (Exception e) {
