@@ -15,6 +15,7 @@ import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.function.LongSupplier;
 import java.util.function.Supplier;
+import org.cryoprotect.proxy.cli.StderrAppender;
 
 /**
  * {@link ProxyMetrics} on the Prometheus Java client. Each instance has its own {@link
@@ -108,6 +109,11 @@ public final class PrometheusMetrics implements ProxyMetrics {
         .name("cryoproxy_revocation_list_age_seconds")
         .help("Seconds since the revocation list was last read whole from every source")
         .callback(callback -> callback.call(revocationAge.getAsDouble()))
+        .register(registry);
+    io.prometheus.metrics.core.metrics.CounterWithCallback.builder()
+        .name("cryoproxy_log_lines_dropped_total")
+        .help("Log lines dropped because too many were waiting to be written to stderr")
+        .callback(callback -> callback.call(StderrAppender.dropped()))
         .register(registry);
     io.prometheus.metrics.core.metrics.CounterWithCallback.builder()
         .name("cryoproxy_audit_records_total")
