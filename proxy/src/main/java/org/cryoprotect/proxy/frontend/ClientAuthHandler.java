@@ -1,5 +1,7 @@
 package org.cryoprotect.proxy.frontend;
 
+import com.github.benmanes.caffeine.cache.Cache;
+import com.github.benmanes.caffeine.cache.Caffeine;
 import io.netty.buffer.ByteBuf;
 import io.netty.channel.ChannelHandlerContext;
 import io.netty.channel.ChannelInboundHandlerAdapter;
@@ -324,19 +326,36 @@ final class ClientAuthHandler extends ChannelInboundHandlerAdapter {
     connect(ctx, credentialsFor(secret, scram.clientKey()));
   }
 
+  /** A plain-text secret's SCRAM verifier, by user and password: derived once, not per login. */
+  private static final Cache<Derivation, Secret.Scram> DERIVED =
+      Caffeine.newBuilder().maximumSize(10_000).build();
+
+  private record Derivation(String user, String password) {
+    @Override
+    public String toString() {
+      return "Derivation[" + user + "]";
+    }
+  }
+
   /**
-   * The secret SCRAM verifies against; a mock for unknown users and md5 secrets. Deriving a plain
-   * password's verifier runs PBKDF2 (4096 rounds, about a millisecond) on the event loop.
+   * The secret SCRAM verifies against; a mock for unknown users and md5 secrets. A plain password's
+   * verifier is derived (PBKDF2, 4096 rounds, about a millisecond of the event loop) with the
+   * user's stable salt the first time, then taken from {@link #DERIVED}: logins do not queue behind
+   * hashing, and the same salt every time tells nothing about which users exist.
    */
   private Secret.Scram scramSecret() {
     if (secret instanceof Secret.Scram s) {
       return s;
     }
     if (secret instanceof Secret.Plain p) {
-      return Secret.Scram.derive(
-          p.password(),
-          Secret.Scram.mockSalt(client.user(), MOCK_KEY),
-          Secret.Scram.DEFAULT_ITERATIONS);
+      String user = client.user();
+      return DERIVED.get(
+          new Derivation(user, p.password()),
+          k ->
+              Secret.Scram.derive(
+                  p.password(),
+                  Secret.Scram.mockSalt(user, MOCK_KEY),
+                  Secret.Scram.DEFAULT_ITERATIONS));
     }
     return Secret.Scram.mock(client.user(), MOCK_KEY);
   }
