@@ -279,14 +279,19 @@ public final class ConfigLoader {
     return endpoint;
   }
 
-  private static Auth auth(ConfigNode node) throws ConfigException {
-    AuthType type = node.choice("type", AuthType.class, AuthType.TRUST);
-    List<String> adminUsers = new ArrayList<>();
-    for (String user : node.string("admin_users", "").split(",")) {
-      if (!user.isBlank()) {
-        adminUsers.add(user.trim());
+  /** A comma-separated list of names, e.g. {@code auth.admin_users}. */
+  private static List<String> names(ConfigNode node, String key) throws ConfigException {
+    List<String> names = new ArrayList<>();
+    for (String name : node.string(key, "").split(",")) {
+      if (!name.isBlank()) {
+        names.add(name.trim());
       }
     }
+    return List.copyOf(names);
+  }
+
+  private static Auth auth(ConfigNode node) throws ConfigException {
+    AuthType type = node.choice("type", AuthType.class, AuthType.TRUST);
     Auth auth =
         new Auth(
             type,
@@ -294,7 +299,8 @@ public final class ConfigLoader {
             node.string("auth_query", null),
             node.string("auth_user", null),
             node.string("auth_password", null),
-            List.copyOf(adminUsers),
+            names(node, "admin_users"),
+            names(node, "stats_users"),
             jwt(node.child("jwt")));
     if (type != AuthType.TRUST && auth.usersFile() == null && auth.authQuery() == null) {
       throw new ConfigException(

@@ -63,6 +63,7 @@ public record ProxyConfig(
       String authUser,
       String authPassword,
       List<String> adminUsers,
+      List<String> statsUsers,
       Jwt jwt) {
     @Override
     public String toString() {
@@ -77,6 +78,8 @@ public record ProxyConfig(
           + authUser
           + ", adminUsers="
           + adminUsers
+          + ", statsUsers="
+          + statsUsers
           + ", jwt="
           + jwt
           + "]";

@@ -12,6 +12,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
+import java.util.Set;
 import java.util.concurrent.TimeUnit;
 import org.cryoprotect.proxy.config.ProxyConfig;
 import org.cryoprotect.proxy.config.ProxyConfig.Database;
@@ -28,11 +29,15 @@ import org.cryoprotect.proxy.protocol.frontend.Query;
 
 /**
  * The admin console: database {@code cryoproxy} (or {@code pgbouncer}) for the users in {@code
- * auth.admin_users}. PgBouncer's commands with PgBouncer's column names, so its runbooks, psql
- * habits and exporters work: SHOW POOLS|CLIENTS|SERVERS|STATS|DATABASES|CONFIG|VERSION, PAUSE,
- * RESUME, RELOAD, KILL, SHUTDOWN. Simple query protocol only, as PgBouncer.
+ * auth.admin_users}, and to look only (SHOW) for those in {@code auth.stats_users}. PgBouncer's
+ * commands with PgBouncer's column names, so its runbooks, psql habits and exporters work: SHOW
+ * POOLS|CLIENTS|SERVERS|STATS|DATABASES|CONFIG|VERSION, PAUSE, RESUME, RELOAD, KILL, SHUTDOWN.
+ * Simple query protocol only, as PgBouncer.
  */
 final class AdminConsole extends ChannelInboundHandlerAdapter {
+  /** What a user of {@code auth.stats_users} may run; every other command needs admin_users. */
+  static final Set<String> READ_ONLY_VERBS = Set.of("", "SET", "SHOW");
+
   static final List<String> NAMES = List.of("cryoproxy", "pgbouncer");
   private static final DateTimeFormatter TIME =
       DateTimeFormatter.ofPattern("yyyy-MM-dd HH:mm:ss z").withZone(ZoneOffset.UTC);
@@ -98,6 +103,16 @@ final class AdminConsole extends ChannelInboundHandlerAdapter {
     String verb = words[0].toUpperCase(Locale.ROOT);
     String arg = words.length > 1 ? words[1] : null;
     try {
+      if (!READ_ONLY_VERBS.contains(verb)
+          && !frontend.config().auth().adminUsers().contains(client.user())) {
+        // auth.stats_users (PgBouncer's stats_users): the console, to look only
+        error(
+            ctx,
+            SqlState.INSUFFICIENT_PRIVILEGE,
+            "permission denied: " + verb + " needs a user in auth.admin_users");
+        ready(ctx);
+        return;
+      }
       switch (verb) {
         case "" -> ctx.write(Query.empty(ctx.alloc(), 'I'));
         case "SET" -> complete(ctx, "SET"); // drivers' session setup; nothing to change here

@@ -146,11 +146,12 @@ public final class ClientStartupHandler extends ChannelInboundHandlerAdapter {
     }
     Database database = config.databases().get(accepted.database());
     if (database == null && AdminConsole.NAMES.contains(accepted.database())) {
-      if (!config.auth().adminUsers().contains(user)) {
+      if (!config.auth().adminUsers().contains(user)
+          && !config.auth().statsUsers().contains(user)) {
         if (config.auth().type() == ProxyConfig.AuthType.TRUST) {
           client.fatal(
               SqlState.INVALID_AUTHORIZATION_SPECIFICATION,
-              "user \"" + user + "\" is not in auth.admin_users");
+              "user \"" + user + "\" is not in auth.admin_users or auth.stats_users");
           return;
         }
         client.notAdmin(true); // refused after a mock password exchange, as a wrong password is

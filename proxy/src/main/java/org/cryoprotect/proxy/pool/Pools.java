@@ -44,12 +44,37 @@ public final class Pools implements AutoCloseable {
     this.router = router;
     this.maintenanceLoop = maintenanceLoop;
     this.maintenance =
-        maintenanceLoop.scheduleWithFixedDelay(
-            () -> pools.values().forEach(p -> p.maintain(maintenanceLoop)), 1, 1, TimeUnit.SECONDS);
+        maintenanceLoop.scheduleWithFixedDelay(this::maintain, 1, 1, TimeUnit.SECONDS);
   }
 
   public ProxyConfig config() {
     return config;
+  }
+
+  /**
+   * Once a second: every pool's own upkeep, then pools empty for {@code pool.server_idle_timeout}
+   * are forgotten, and with the last pool of a (database, role) its prepared-statement registry.
+   */
+  private void maintain() {
+    long now = System.nanoTime();
+    long after = config.pool().serverIdleTimeout().toNanos();
+    for (ServerPool pool : pools.values()) {
+      pool.maintain(maintenanceLoop);
+      if (pool.prunable(now, after) && pools.remove(pool.key(), pool)) {
+        PoolKey k = pool.key();
+        boolean roleLeft =
+            pools.keySet().stream()
+                .anyMatch(o -> o.database().equals(k.database()) && o.role().equals(k.role()));
+        if (!roleLeft) {
+          prepared.remove(List.of(k.database(), k.role()));
+        }
+      }
+    }
+  }
+
+  /** A forgotten pool a client still held is in use again. */
+  void adopt(ServerPool pool) {
+    pools.putIfAbsent(pool.key(), pool);
   }
 
   /** RELOAD: new limits apply to every pool now; new databases on their first client. */
@@ -127,15 +152,18 @@ public final class Pools implements AutoCloseable {
 
   public ServerPool pool(Database database, String role, Endpoint node) {
     PoolKey key = new PoolKey(node, database.name(), role);
-    return pools.computeIfAbsent(
-        key,
-        k -> {
-          ServerPool pool = new ServerPool(k, this, config.poolSize(database));
-          if (paused.contains(k.database()) || paused.contains(ALL)) {
-            pool.pause();
-          }
-          return pool;
-        });
+    ServerPool found =
+        pools.computeIfAbsent(
+            key,
+            k -> {
+              ServerPool pool = new ServerPool(k, this, config.poolSize(database));
+              if (paused.contains(k.database()) || paused.contains(ALL)) {
+                pool.pause();
+              }
+              return pool;
+            });
+    found.used();
+    return found;
   }
 
   /** PAUSE: existing pools of {@code database} (null = all) and any created later. */

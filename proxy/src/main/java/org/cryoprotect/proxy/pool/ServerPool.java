@@ -52,6 +52,8 @@ public final class ServerPool {
   private final ArrayDeque<PooledServer> idle = new ArrayDeque<>();
   private final ArrayDeque<Waiter> waiters = new ArrayDeque<>();
   private int open; // logged in or logging in, idle or not
+  private volatile long usedNanos = System.nanoTime(); // last handed to a client or asked for
+  private boolean retired; // forgotten by Pools while empty (see #prunable)
   private int opening;
   private ServerCredentials credentials;
   private StartupMessage startup;
@@ -109,6 +111,25 @@ public final class ServerPool {
 
   public void joined(PoolClient client) {
     clients.add(client);
+    used();
+  }
+
+  /** A client is about to use this pool: it is not pruned for a while. */
+  void used() {
+    usedNanos = System.nanoTime();
+  }
+
+  /**
+   * Empty (no client, no server connection, nobody waiting) and unused for {@code afterNanos}:
+   * Pools may forget it, so that pools made for role names that came and went (trust mode lets a
+   * client pick any) do not pile up. Marks it retired when true.
+   */
+  synchronized boolean prunable(long now, long afterNanos) {
+    if (!clients.isEmpty() || open > 0 || !waiters.isEmpty() || now - usedNanos < afterNanos) {
+      return false;
+    }
+    retired = true;
+    return true;
   }
 
   public void left(PoolClient client) {
@@ -216,7 +237,12 @@ public final class ServerPool {
     Promise<PooledServer> promise = loop.newPromise();
     boolean connect = false;
     List<PooledServer> stale = new ArrayList<>();
+    used();
     synchronized (this) {
+      if (retired) {
+        retired = false; // a client that had it before it was forgotten: known again
+        pools.adopt(this);
+      }
       this.startup = startup;
       this.credentials = credentials;
       PooledServer server = paused ? null : takeIdle(loop, settings, stale);

@@ -43,7 +43,9 @@ class AdminConsoleIT {
     pg = PgCluster.builder().start();
     pg.primary().sql("CREATE DATABASE app");
     databases = RunningProxy.database("app", "app", "127.0.0.1", pg.primary().port());
-    proxy = RunningProxy.start(POOL + "auth: { type: trust, admin_users: admin }\n" + databases);
+    proxy =
+        RunningProxy.start(
+            POOL + "auth: { type: trust, admin_users: admin, stats_users: watcher }\n" + databases);
   }
 
   @AfterEach
@@ -58,8 +60,13 @@ class AdminConsoleIT {
 
   /** A SHOW command through pgJDBC's simple protocol, rows as column-name maps. */
   List<Map<String, String>> admin(String command) throws SQLException {
+    return console("admin", command);
+  }
+
+  /** {@link #admin} as {@code user}. */
+  List<Map<String, String>> console(String user, String command) throws SQLException {
     Properties props = new Properties();
-    props.setProperty("user", "admin");
+    props.setProperty("user", user);
     props.setProperty("preferQueryMode", "simple");
     try (Connection c = DriverManager.getConnection(proxy.jdbcUrl("cryoproxy"), props);
         Statement s = c.createStatement()) {
@@ -206,6 +213,59 @@ class AdminConsoleIT {
     }
     try (Connection c = app()) {
       assertThat(one(c, "SELECT 4")).isEqualTo("4"); // new clients are welcome again
+    }
+  }
+
+  /**
+   * Trust mode lets a client name any role: each name gets a pool. Pools left empty for {@code
+   * pool.server_idle_timeout} are forgotten, so a stream of made-up names cannot grow the proxy (or
+   * its metric labels) without bound; a pool in use stays.
+   */
+  @Test
+  void emptyPoolsOfMadeUpRolesAreForgotten() throws Exception {
+    proxy.close();
+    proxy =
+        RunningProxy.start(
+            "pool: { mode: transaction, size: 1, server_idle_timeout: 2s }\n"
+                + "auth: { type: trust, admin_users: admin }\n"
+                + databases);
+    for (int i = 0; i < 20; i++) {
+      int n = i;
+      assertThatThrownBy(() -> proxy.connect("app", "nobody_" + n, null).close())
+          .isInstanceOf(SQLException.class);
+    }
+    try (Connection c = app()) {
+      assertThat(one(c, "SELECT 1")).isEqualTo("1");
+      List<String> users = console("admin", "SHOW POOLS").stream().map(r -> r.get("user")).toList();
+      assertThat(users).contains("postgres", "nobody_0", "nobody_19");
+      await()
+          .atMost(java.time.Duration.ofSeconds(15))
+          .until(
+              () ->
+                  console("admin", "SHOW POOLS").stream()
+                      .noneMatch(r -> r.get("user").startsWith("nobody_")));
+      assertThat(console("admin", "SHOW POOLS"))
+          .as("the pool of a connected client stays")
+          .anySatisfy(r -> assertThat(r.get("user")).isEqualTo("postgres"));
+      assertThat(one(c, "SELECT 2")).isEqualTo("2");
+    }
+  }
+
+  /** {@code auth.stats_users}: every SHOW, and nothing that changes anything (42501). */
+  @Test
+  void statsUsersMayLookButNotTouch() throws Exception {
+    try (Connection c = app()) {
+      assertThat(one(c, "SELECT 1")).isEqualTo("1");
+      assertThat(console("watcher", "SHOW POOLS"))
+          .anySatisfy(r -> assertThat(r.get("database")).isEqualTo("app"));
+      assertThat(console("watcher", "SHOW CLIENTS")).isNotEmpty();
+      for (String command : List.of("PAUSE app", "RESUME app", "KILL app", "RELOAD", "SHUTDOWN")) {
+        assertThatThrownBy(() -> console("watcher", command))
+            .as(command)
+            .isInstanceOf(SQLException.class)
+            .satisfies(e -> assertThat(((SQLException) e).getSQLState()).isEqualTo("42501"));
+      }
+      assertThat(one(c, "SELECT 2")).as("nothing was paused or killed").isEqualTo("2");
     }
   }
 
