@@ -7,6 +7,7 @@ import ch.qos.logback.classic.LoggerContext;
 import ch.qos.logback.classic.encoder.PatternLayoutEncoder;
 import ch.qos.logback.classic.spi.LoggingEvent;
 import java.io.ByteArrayOutputStream;
+import java.io.OutputStream;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.List;
@@ -14,19 +15,31 @@ import org.junit.jupiter.api.Test;
 import org.slf4j.LoggerFactory;
 
 class StderrAppenderTest {
-  @Test
-  void everyLineArrivesInOrderPerThreadWithTheCallersThreadName() throws Exception {
-    LoggerContext context = (LoggerContext) LoggerFactory.getILoggerFactory();
+  static final LoggerContext CONTEXT = (LoggerContext) LoggerFactory.getILoggerFactory();
+
+  /** A started appender writing {@code pattern} lines to {@code out} instead of stderr. */
+  static StderrAppender appender(String pattern, OutputStream out) {
     PatternLayoutEncoder encoder = new PatternLayoutEncoder();
-    encoder.setContext(context);
-    encoder.setPattern("[%thread] %msg%n");
+    encoder.setContext(CONTEXT);
+    encoder.setPattern(pattern);
     encoder.start();
     StderrAppender appender = new StderrAppender();
-    appender.setContext(context);
+    appender.setContext(CONTEXT);
     appender.setEncoder(encoder);
-    ByteArrayOutputStream out = new ByteArrayOutputStream();
     appender.setStream(out);
     appender.start();
+    return appender;
+  }
+
+  static LoggingEvent line(int i) {
+    return new LoggingEvent(
+        "test", CONTEXT.getLogger("t"), Level.INFO, "line {}", null, new Object[] {i});
+  }
+
+  @Test
+  void everyLineArrivesInOrderPerThreadWithTheCallersThreadName() throws Exception {
+    ByteArrayOutputStream out = new ByteArrayOutputStream();
+    StderrAppender appender = appender("[%thread] %msg%n", out);
 
     int threads = 4;
     int lines = 10_000; // 40,000 in all: under MAX_QUEUED, so nothing may be lost
@@ -37,14 +50,7 @@ class StderrAppenderTest {
           new Thread(
               () -> {
                 for (int i = 0; i < lines; i++) {
-                  appender.doAppend(
-                      new LoggingEvent(
-                          "test",
-                          context.getLogger("t"),
-                          Level.INFO,
-                          "line {}",
-                          null,
-                          new Object[] {i}));
+                  appender.doAppend(line(i));
                 }
               },
               "writer-" + id);
@@ -72,15 +78,10 @@ class StderrAppenderTest {
    */
   @Test
   void aBlockedStderrDropsAndCountsInsteadOfStoppingTheCaller() throws Exception {
-    LoggerContext context = (LoggerContext) LoggerFactory.getILoggerFactory();
-    PatternLayoutEncoder encoder = new PatternLayoutEncoder();
-    encoder.setContext(context);
-    encoder.setPattern("%msg%n");
-    encoder.start();
     java.util.concurrent.CountDownLatch unblock = new java.util.concurrent.CountDownLatch(1);
     ByteArrayOutputStream out = new ByteArrayOutputStream();
-    java.io.OutputStream blocked =
-        new java.io.OutputStream() {
+    OutputStream blocked =
+        new OutputStream() {
           @Override
           public void write(int b) {
             write(new byte[] {(byte) b}, 0, 1);
@@ -96,18 +97,12 @@ class StderrAppenderTest {
             out.write(b, off, len);
           }
         };
-    StderrAppender appender = new StderrAppender();
-    appender.setContext(context);
-    appender.setEncoder(encoder);
-    appender.setStream(blocked);
-    appender.start();
+    StderrAppender appender = appender("%msg%n", blocked);
     long droppedBefore = StderrAppender.dropped();
     int lines = StderrAppender.MAX_QUEUED * 2;
     long start = System.nanoTime();
     for (int i = 0; i < lines; i++) {
-      appender.doAppend(
-          new LoggingEvent(
-              "test", context.getLogger("t"), Level.INFO, "line {}", null, new Object[] {i}));
+      appender.doAppend(line(i));
     }
     long ms = (System.nanoTime() - start) / 1_000_000;
     long dropped = StderrAppender.dropped() - droppedBefore;

@@ -314,12 +314,7 @@ class ClientDriversIT {
     Optional<Path> npm = Commands.find("npm");
     Optional<Path> node = Commands.find("node");
     require(npm.isPresent() && node.isPresent(), "node and npm are needed for node-postgres");
-    Commands.Result install =
-        Commands.run(
-            CLIENTS,
-            Duration.ofMinutes(5),
-            null,
-            List.of(npm.get().toString(), "ci", "--prefer-offline", "--no-audit", "--no-fund"));
+    Commands.Result install = Commands.npmCi(npm.get(), CLIENTS);
     assertThat(install.exit()).as("npm ci:\n%s", install.output()).isZero();
     scriptRuns(
         "node-postgres",

@@ -247,12 +247,7 @@ class DashboardsTest {
     var npm = Commands.find("npm");
     assumeTrue(npm.isPresent(), "npm not on PATH: Grafana schema check skipped");
     Path project = dir().resolve("schema-check");
-    Commands.Result install =
-        Commands.run(
-            project,
-            Duration.ofMinutes(5),
-            null,
-            List.of(npm.get().toString(), "ci", "--prefer-offline", "--no-audit", "--no-fund"));
+    Commands.Result install = Commands.npmCi(npm.get(), project);
     assertThat(install.exit()).as("npm ci:\n%s", install.output()).isZero();
     Commands.Result check =
         Commands.run(

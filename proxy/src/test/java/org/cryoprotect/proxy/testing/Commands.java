@@ -29,6 +29,18 @@ public final class Commands {
   }
 
   /**
+   * {@code npm ci} in {@code project} (its package-lock.json pins everything), from the cache
+   * first.
+   */
+  public static Result npmCi(Path npm, Path project) throws IOException, InterruptedException {
+    return run(
+        project,
+        Duration.ofMinutes(5),
+        null,
+        List.of(npm.toString(), "ci", "--prefer-offline", "--no-audit", "--no-fund"));
+  }
+
+  /**
    * Runs {@code command} in {@code dir} with stdin from {@code input} (or nothing), stdout and
    * stderr together; a command still running at {@code timeout} is killed and reported as exit -1.
    */
