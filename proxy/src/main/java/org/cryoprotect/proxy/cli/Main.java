@@ -71,28 +71,42 @@ public final class Main {
 
   private static volatile boolean reloadWhenStarted;
 
-  /** SIGHUP re-reads the configuration file, as PgBouncer does; a bad file changes nothing. */
+  /**
+   * SIGHUP re-reads the configuration file, as PgBouncer does; a bad file changes nothing. A
+   * process that ignores SIGHUP (started under nohup, whose children inherit the ignore) keeps
+   * ignoring it: the JVM then installs no handler, and the log says so.
+   */
   @SuppressWarnings("restriction")
   private static void reloadOnSighup(AtomicReference<ProxyServer> started) {
+    String unavailable;
     try {
-      sun.misc.Signal.handle(
-          new sun.misc.Signal("HUP"),
-          signal -> {
-            ProxyServer server = started.get();
-            if (server == null) {
-              reloadWhenStarted = true; // still starting: reloaded once it is up
-              return;
-            }
-            try {
-              server.reload();
-            } catch (Exception e) {
-              org.slf4j.LoggerFactory.getLogger(Main.class)
-                  .error("reload failed, configuration unchanged: {}", e.getMessage());
-            }
-          });
+      sun.misc.SignalHandler before =
+          sun.misc.Signal.handle(
+              new sun.misc.Signal("HUP"),
+              signal -> {
+                ProxyServer server = started.get();
+                if (server == null) {
+                  reloadWhenStarted = true; // still starting: reloaded once it is up
+                  return;
+                }
+                try {
+                  server.reload();
+                } catch (Exception e) {
+                  org.slf4j.LoggerFactory.getLogger(Main.class)
+                      .error("reload failed, configuration unchanged: {}", e.getMessage());
+                }
+              });
+      if (before != sun.misc.SignalHandler.SIG_IGN) {
+        return;
+      }
+      unavailable = "the process ignores it, as under nohup";
     } catch (IllegalArgumentException | UnsupportedOperationException e) {
-      // no SIGHUP on this platform: RELOAD in the admin console still works
+      unavailable = e.getMessage();
     }
+    org.slf4j.LoggerFactory.getLogger(Main.class)
+        .warn(
+            "SIGHUP cannot reload the configuration here ({}): use RELOAD on the admin console",
+            unavailable);
   }
 
   @Command(name = "check-config", description = "Validate a configuration file and exit.")
