@@ -19,6 +19,8 @@ import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionException;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
@@ -114,8 +116,16 @@ public final class ProxyServer implements AutoCloseable {
               new AtomicInteger(),
               new Frontend.AdminActions() {
                 @Override
-                public String reload() throws Exception {
-                  return ProxyServer.this.reload();
+                public CompletableFuture<String> reload() {
+                  return CompletableFuture.supplyAsync(
+                      () -> {
+                        try {
+                          return ProxyServer.this.reload();
+                        } catch (Exception e) {
+                          throw new CompletionException(e);
+                        }
+                      },
+                      controlPlane);
                 }
 
                 @Override

@@ -123,8 +123,8 @@ final class AdminConsole extends ChannelInboundHandlerAdapter {
           complete(ctx, "RESUME");
         }
         case "RELOAD" -> {
-          frontend.admin().reload();
-          complete(ctx, "RELOAD");
+          reload(ctx);
+          return; // answered when the control plane is done
         }
         case "KILL" -> kill(ctx, arg);
         case "SHUTDOWN" -> {
@@ -160,6 +160,38 @@ final class AdminConsole extends ChannelInboundHandlerAdapter {
       return;
     }
     ctx.executor().schedule(() -> waitForIdle(ctx, selected), 50, TimeUnit.MILLISECONDS);
+  }
+
+  /**
+   * RELOAD runs on the control plane, not on this event loop; the console reads nothing more from
+   * this client until it answers, so replies stay in order.
+   */
+  private void reload(ChannelHandlerContext ctx) {
+    ctx.channel().config().setAutoRead(false);
+    frontend
+        .admin()
+        .reload()
+        .whenComplete(
+            (applied, error) ->
+                ctx.executor()
+                    .execute(
+                        () -> {
+                          if (error == null) {
+                            complete(ctx, "RELOAD");
+                          } else {
+                            Throwable why =
+                                error instanceof java.util.concurrent.CompletionException
+                                        && error.getCause() != null
+                                    ? error.getCause()
+                                    : error;
+                            error(
+                                ctx,
+                                SqlState.FEATURE_NOT_SUPPORTED,
+                                "RELOAD failed: " + why.getMessage());
+                          }
+                          ready(ctx);
+                          ctx.channel().config().setAutoRead(true);
+                        }));
   }
 
   /** KILL db: ends the database's clients and closes its server connections. */

@@ -2,6 +2,7 @@ package org.cryoprotect.proxy.frontend;
 
 import io.netty.channel.group.ChannelGroup;
 import io.netty.handler.ssl.SslContext;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.atomic.AtomicInteger;
 import org.cryoprotect.proxy.audit.Audit;
 import org.cryoprotect.proxy.backend.ServerConnector;
@@ -33,8 +34,11 @@ public record Frontend(
 
   /** What the admin console may do to the whole proxy. */
   public interface AdminActions {
-    /** Re-reads the configuration file; returns what was applied, or throws why not. */
-    String reload() throws Exception;
+    /**
+     * Re-reads the configuration file off the event loops (it reads a file and may close pools of
+     * JDBC connections); completes with what was applied, or with why not.
+     */
+    CompletableFuture<String> reload();
 
     void shutdown();
   }

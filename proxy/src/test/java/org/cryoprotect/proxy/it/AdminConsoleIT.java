@@ -201,6 +201,13 @@ class AdminConsoleIT {
       assertThat(admin("SHOW DATABASES").get(0)).containsEntry("pool_size", "4");
       assertThat(appPool().get("cl_active")).isNotNull();
       assertThat(one(c, "SELECT 2")).isEqualTo("2"); // the client never noticed
+      // A file that does not parse: RELOAD says why, nothing changes, the console goes on.
+      Files.writeString(file, text + "pool: [ not, a, map ]\n");
+      assertThatThrownBy(() -> admin("RELOAD"))
+          .isInstanceOf(SQLException.class)
+          .hasMessageContaining("RELOAD failed");
+      assertThat(admin("SHOW DATABASES").get(0)).containsEntry("pool_size", "4");
+      assertThat(one(c, "SELECT 3")).isEqualTo("3");
     }
   }
 
