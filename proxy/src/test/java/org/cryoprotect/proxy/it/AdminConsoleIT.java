@@ -19,11 +19,11 @@ import java.util.Map;
 import java.util.Properties;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
+import org.cryoprotect.proxy.testing.ClientTools;
 import org.cryoprotect.proxy.testing.PgCluster;
 import org.cryoprotect.proxy.testing.RunningProxy;
 import org.cryoprotect.proxy.testing.WireClient;
 import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 
@@ -288,7 +288,7 @@ class AdminConsoleIT {
   @Test
   void psqlShowsThePools() throws Exception {
     Path psql = ClientToolsIT.tool("psql");
-    Assumptions.assumeTrue(Files.isExecutable(psql), "psql is needed (postgresql-client)");
+    ClientTools.requireTool(Files.isExecutable(psql), "psql is needed (postgresql-client)");
     try (Connection c = app()) {
       one(c, "SELECT 1");
     }

@@ -26,6 +26,7 @@ import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
+import org.cryoprotect.proxy.testing.ClientTools;
 import org.cryoprotect.proxy.testing.Commands;
 import org.cryoprotect.proxy.testing.PgCluster;
 import org.cryoprotect.proxy.testing.PgTest;
@@ -33,7 +34,6 @@ import org.cryoprotect.proxy.testing.RunningProxy;
 import org.hibernate.SessionFactory;
 import org.hibernate.cfg.Configuration;
 import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import reactor.core.publisher.Flux;
@@ -301,7 +301,8 @@ class ClientDriversIT {
                 null,
                 List.of(python.toString(), "-c", "import psycopg"))
             : new Commands.Result(1, python + " missing");
-    require(probe.exit() == 0, "psycopg is needed (Debian python3-psycopg): " + probe.output());
+    ClientTools.requireTool(
+        probe.exit() == 0, "psycopg is needed (Debian python3-psycopg): " + probe.output());
     scriptRuns("psycopg", List.of(python.toString(), CLIENTS.resolve("psycopg_run.py").toString()));
   }
 
@@ -313,7 +314,8 @@ class ClientDriversIT {
   void nodePostgresThroughTransactionPooling() throws Exception {
     Optional<Path> npm = Commands.find("npm");
     Optional<Path> node = Commands.find("node");
-    require(npm.isPresent() && node.isPresent(), "node and npm are needed for node-postgres");
+    ClientTools.requireTool(
+        npm.isPresent() && node.isPresent(), "node and npm are needed for node-postgres");
     Commands.Result install = Commands.npmCi(npm.get(), CLIENTS);
     assertThat(install.exit()).as("npm ci:\n%s", install.output()).isZero();
     scriptRuns(
@@ -322,14 +324,6 @@ class ClientDriversIT {
   }
 
   static final Path CLIENTS = Path.of("src/test/clients").toAbsolutePath();
-
-  /** Missing tools skip a developer's run but fail CI ({@code CI=true}), as ClientTools does. */
-  static void require(boolean present, String why) {
-    if (!present && "true".equalsIgnoreCase(System.getenv("CI"))) {
-      throw new AssertionError(why);
-    }
-    Assumptions.assumeTrue(present, why);
-  }
 
   /** The script directly and through the proxy: no wrong answer, every update applied once. */
   static void scriptRuns(String name, List<String> command) throws Exception {

@@ -1,7 +1,6 @@
 package org.cryoprotect.proxy.it;
 
 import static org.assertj.core.api.Assertions.assertThat;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
@@ -10,6 +9,7 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
+import org.cryoprotect.proxy.testing.ClientTools;
 import org.cryoprotect.proxy.testing.PgCluster;
 import org.cryoprotect.proxy.testing.RunningProxy;
 import org.junit.jupiter.api.AfterAll;
@@ -27,7 +27,7 @@ class ClientToolsIT {
 
   @BeforeAll
   static void start() throws Exception {
-    assumeTrue(
+    ClientTools.requireTool(
         Files.isExecutable(tool("psql")) && Files.isExecutable(tool("pgbench")),
         "psql and pgbench are needed (Debian postgresql-client)");
     pg = PgCluster.builder().start();

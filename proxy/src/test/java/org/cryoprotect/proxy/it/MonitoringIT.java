@@ -2,7 +2,6 @@ package org.cryoprotect.proxy.it;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import java.io.IOException;
@@ -31,6 +30,7 @@ import java.util.concurrent.TimeUnit;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 import org.cryoprotect.proxy.pool.ServerPool;
+import org.cryoprotect.proxy.testing.ClientTools;
 import org.cryoprotect.proxy.testing.DashboardQueries;
 import org.cryoprotect.proxy.testing.DashboardQueries.Kind;
 import org.cryoprotect.proxy.testing.DashboardQueries.Query;
@@ -143,7 +143,7 @@ class MonitoringIT {
    */
   @Test
   void everyDashboardAndAlertQueryReturnsDataAfterAMixedWorkload(PgCluster pg) throws Exception {
-    assumeTrue(PrometheusServer.binary().isPresent(), "prometheus not installed");
+    ClientTools.requireTool(PrometheusServer.binary().isPresent(), "prometheus not installed");
     try (RunningProxy proxy =
             RunningProxy.start(
                 config(

@@ -20,12 +20,12 @@ import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
 import org.cryoprotect.proxy.pool.ServerPool;
+import org.cryoprotect.proxy.testing.ClientTools;
 import org.cryoprotect.proxy.testing.PgCluster;
 import org.cryoprotect.proxy.testing.RunningProxy;
 import org.cryoprotect.proxy.testing.WireClient;
 import org.cryoprotect.proxy.testing.WireClient.Message;
 import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 
@@ -496,7 +496,7 @@ class TransactionPoolingIT {
 
   @Test
   void pgbenchPreparedWithSixtyFourClientsOverEightServerConnections() throws Exception {
-    Assumptions.assumeTrue(
+    ClientTools.requireTool(
         Files.isExecutable(ClientToolsIT.tool("pgbench")), "pgbench is needed (postgresql-client)");
     pg.primary().sql("CREATE DATABASE bench");
     try (RunningProxy eight =

@@ -1,7 +1,6 @@
 package org.cryoprotect.proxy.metrics;
 
 import static org.assertj.core.api.Assertions.assertThat;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
@@ -16,6 +15,7 @@ import java.util.Map;
 import java.util.Set;
 import java.util.TreeMap;
 import java.util.TreeSet;
+import org.cryoprotect.proxy.testing.ClientTools;
 import org.cryoprotect.proxy.testing.Commands;
 import org.cryoprotect.proxy.testing.DashboardQueries;
 import org.cryoprotect.proxy.testing.DashboardQueries.Query;
@@ -183,7 +183,8 @@ class DashboardsTest {
 
   private static Path promtool() {
     var promtool = Commands.find("promtool");
-    assumeTrue(promtool.isPresent(), "promtool not on PATH (Debian package prometheus)");
+    ClientTools.requireTool(
+        promtool.isPresent(), "promtool not on PATH (Debian package prometheus)");
     return promtool.get();
   }
 
@@ -245,7 +246,7 @@ class DashboardsTest {
   @Test
   void dashboardsTypeCheckAgainstGrafanasSchema() throws Exception {
     var npm = Commands.find("npm");
-    assumeTrue(npm.isPresent(), "npm not on PATH: Grafana schema check skipped");
+    ClientTools.requireTool(npm.isPresent(), "npm not on PATH: Grafana schema check skipped");
     Path project = dir().resolve("schema-check");
     Commands.Result install = Commands.npmCi(npm.get(), project);
     assertThat(install.exit()).as("npm ci:\n%s", install.output()).isZero();

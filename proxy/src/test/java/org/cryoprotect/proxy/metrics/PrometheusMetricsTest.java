@@ -2,7 +2,6 @@ package org.cryoprotect.proxy.metrics;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatCode;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import io.prometheus.metrics.expositionformats.ExpositionFormats;
 import java.io.ByteArrayOutputStream;
@@ -14,6 +13,7 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Optional;
 import java.util.concurrent.atomic.AtomicLong;
+import org.cryoprotect.proxy.testing.ClientTools;
 import org.cryoprotect.proxy.testing.Commands;
 import org.cryoprotect.proxy.testing.Exposition;
 import org.junit.jupiter.api.Test;
@@ -329,7 +329,8 @@ class PrometheusMetricsTest {
   @Test
   void promtoolAcceptsTheExposition() throws Exception {
     Optional<Path> promtool = Commands.find("promtool");
-    assumeTrue(promtool.isPresent(), "promtool not on PATH (Debian package prometheus)");
+    ClientTools.requireTool(
+        promtool.isPresent(), "promtool not on PATH (Debian package prometheus)");
     metrics.clientLogin("app", "alice");
     metrics.checkout("app", "db1:5432", 1_000);
     metrics.registerPools(

@@ -1,7 +1,6 @@
 package org.cryoprotect.proxy.metrics;
 
 import static org.assertj.core.api.Assertions.assertThat;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import java.time.Duration;
@@ -12,6 +11,7 @@ import java.util.Map;
 import org.cryoprotect.proxy.admin.AdminHttpServer;
 import org.cryoprotect.proxy.admin.Readiness;
 import org.cryoprotect.proxy.config.ProxyConfig.Endpoint;
+import org.cryoprotect.proxy.testing.ClientTools;
 import org.cryoprotect.proxy.testing.DashboardQueries;
 import org.cryoprotect.proxy.testing.DashboardQueries.Kind;
 import org.cryoprotect.proxy.testing.DashboardQueries.Query;
@@ -27,7 +27,7 @@ class PrometheusScrapeIT {
 
   @Test
   void prometheusScrapesTheEndpointAndRunsEveryQuery() throws Exception {
-    assumeTrue(PrometheusServer.binary().isPresent(), "prometheus not installed");
+    ClientTools.requireTool(PrometheusServer.binary().isPresent(), "prometheus not installed");
     PrometheusMetrics metrics = DashboardsTest.exercisedMetrics();
     try (AdminHttpServer admin =
             AdminHttpServer.start(
