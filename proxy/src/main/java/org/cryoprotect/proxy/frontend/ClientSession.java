@@ -8,11 +8,9 @@ import io.netty.channel.ChannelInboundHandlerAdapter;
 import io.netty.channel.EventLoop;
 import io.netty.util.concurrent.Future;
 import io.netty.util.concurrent.ScheduledFuture;
-import java.time.Duration;
 import java.time.Instant;
 import java.util.ArrayDeque;
 import java.util.LinkedHashMap;
-import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.TimeUnit;
@@ -111,8 +109,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter
   private ErrorResponse lossError; // the server's FATAL that is ending the connection, if any
   private FailedTransaction failed; // the transaction died with its server connection
   private ScheduledFuture<?> drainDeadline;
-  private long lastActiveNanos = System.nanoTime(); // the client's last message, or its last answer
-  private boolean idleCheckArmed; // limits.client_idle_timeout / idle_transaction_timeout
+  private SessionClock clock; // limits.*_timeout; from handlerAdded on
   private long acquireStart;
 
   // Routing (DESIGN §5) and replay (DESIGN §4).
@@ -173,6 +170,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter
   @Override
   public void handlerAdded(ChannelHandlerContext ctx) {
     this.ctx = ctx;
+    this.clock = new SessionClock(() -> frontend.config().limits(), ctx.executor(), clockView());
     TokenVerifier.Verified token = client.token();
     if (token != null) {
       // An idle session ends when its token does; a busy one at its next transaction boundary.
@@ -197,111 +195,54 @@ final class ClientSession extends ChannelInboundHandlerAdapter
 
   private void greet(Map<String, String> parameters) {
     loginPending = false;
-    idleCheck(firstIdleCheckNanos());
+    clock.start();
     pool.joined(view);
     frontend.metrics().clientLogin(client.database().name(), client.user());
     client.welcome(ctx, parameters, frontend.loggedIn());
   }
 
-  // ---------------------------------------------------------------- idle timeouts
-
-  /**
-   * The first idle check after login: the smaller of the two limits that are on, or none (0). A
-   * check that finds the client busy, or idle for less than its limit, comes back when the limit
-   * could next be reached; so a session costs one timer, not one per message.
-   */
-  private long firstIdleCheckNanos() {
-    long shortest = 0;
-    for (Duration d :
-        List.of(
-            frontend.config().limits().clientIdleTimeout(),
-            frontend.config().limits().idleTransactionTimeout(),
-            frontend.config().limits().queryTimeout())) {
-      long n = d.toNanos();
-      shortest = n > 0 && (shortest == 0 || n < shortest) ? n : shortest;
-    }
-    return shortest;
-  }
-
-  private void idleCheck(long delayNanos) {
-    if (delayNanos <= 0 || idleCheckArmed) {
-      return;
-    }
-    idleCheckArmed = true;
-    ctx.executor().schedule(this::idleChecked, delayNanos, TimeUnit.NANOSECONDS);
-  }
-
-  /**
-   * PgBouncer's {@code idle_transaction_timeout} and {@code client_idle_timeout}, with PostgreSQL's
-   * SQLSTATEs: a client that holds a server connection in an open transaction and sends nothing for
-   * {@code idle_transaction_timeout} is ended with 25P03 (its transaction rolls back and the
-   * connection goes back to the pool); any other client silent for {@code client_idle_timeout} with
-   * 57P05. A statement still running is not idleness.
-   */
-  /**
-   * PgBouncer's {@code query_timeout}: the oldest request still unanswered on the server connection
-   * (not one waiting for the client's COPY data) has run longer than the limit, so the proxy
-   * cancels it; the client hears PostgreSQL's own 57014 and its session goes on. True when a cancel
-   * was sent (or one is on its way).
-   */
-  private boolean queryTimedOut(long now) {
-    long limit = frontend.config().limits().queryTimeout().toNanos();
-    Pending oldest = pending.peek();
-    if (limit == 0
-        || server == null
-        || copyIn
-        || oldest == null
-        || now - oldest.sentNanos < limit) {
-      return false;
-    }
-    log.info("client {}: query_timeout, cancelling its query on {}", client.address(), server);
-    CancelRegistry.cancel(server, client, loop(), frontend.connector());
-    return true;
-  }
-
-  private void idleChecked() {
-    idleCheckArmed = false;
-    if (closing || !ctx.channel().isActive()) {
-      return;
-    }
-    boolean inTransaction = server != null && txStatus != ReadyForQuery.IDLE;
-    long limit =
-        (inTransaction
-                ? frontend.config().limits().idleTransactionTimeout()
-                : frontend.config().limits().clientIdleTimeout())
-            .toNanos();
-    boolean busy = !pending.isEmpty() || acquiring || preparing || !backlog.isEmpty();
-    long now = System.nanoTime();
-    if (queryTimedOut(now)) {
-      idleCheck(firstIdleCheckNanos());
-      return;
-    }
-    long idleFor = now - lastActiveNanos;
-    if (!busy && limit > 0 && idleFor >= limit) {
-      if (inTransaction) {
-        client.fatal(
-            SqlState.IDLE_IN_TRANSACTION_SESSION_TIMEOUT,
-            "terminating connection due to idle-in-transaction timeout");
-      } else {
-        client.fatal(
-            SqlState.IDLE_SESSION_TIMEOUT, "terminating connection due to idle-session timeout");
+  /** What the session timeouts ({@link SessionClock}) see of this session and may do to it. */
+  private SessionClock.Session clockView() {
+    return new SessionClock.Session() {
+      @Override
+      public boolean over() {
+        return closing || !ctx.channel().isActive();
       }
-      return;
-    }
-    long next = !busy && limit > 0 ? limit - idleFor : firstIdleCheckNanos();
-    long queryLimit = frontend.config().limits().queryTimeout().toNanos();
-    Pending oldest = pending.peek();
-    if (queryLimit > 0 && oldest != null) {
-      next = Math.min(next, Math.max(1_000_000, oldest.sentNanos + queryLimit - now));
-    }
-    idleCheck(next);
+
+      @Override
+      public boolean busy() {
+        return !pending.isEmpty() || acquiring || preparing || !backlog.isEmpty();
+      }
+
+      @Override
+      public boolean inTransaction() {
+        return server != null && txStatus != ReadyForQuery.IDLE;
+      }
+
+      @Override
+      public long oldestRequestNanos() {
+        Pending oldest = pending.peek();
+        return server == null || copyIn || oldest == null ? 0 : oldest.sentNanos;
+      }
+
+      @Override
+      public void cancelRequest() {
+        log.info("client {}: query_timeout, cancelling its query on {}", client.address(), server);
+        CancelRegistry.cancel(server, client, loop(), frontend.connector());
+      }
+
+      @Override
+      public void end(SqlState state, String message) {
+        client.fatal(state, message);
+      }
+    };
   }
 
   // ---------------------------------------------------------------- client side
 
   @Override
   public void channelRead(ChannelHandlerContext ctx, Object msg) {
-    lastActiveNanos = System.nanoTime();
+    clock.active();
     ByteBuf frame = (ByteBuf) msg;
     byte type = Frames.type(frame);
     if (!FrontendMessageTypes.isKnown(type) || type == FrontendMessageTypes.PASSWORD) {
@@ -1121,7 +1062,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter
 
   /** Nothing is outstanding and the server said ReadyForQuery: what next for the connection? */
   private void readyPoint() {
-    lastActiveNanos = System.nanoTime(); // idle from its last answer on
+    clock.active(); // idle from its last answer on
     if (closing) {
       cleanUpAfterClient();
       return;
