@@ -31,6 +31,8 @@ import org.cryoprotect.proxy.audit.Audit;
 import org.cryoprotect.proxy.auth.Revocations;
 import org.cryoprotect.proxy.backend.ServerConnector;
 import org.cryoprotect.proxy.backend.ServerTlsContext;
+import org.cryoprotect.proxy.cache.InvalidationListener;
+import org.cryoprotect.proxy.cache.ResultCache;
 import org.cryoprotect.proxy.config.ConfigLoader;
 import org.cryoprotect.proxy.config.ProxyConfig;
 import org.cryoprotect.proxy.config.ProxyConfig.ClientTlsMode;
@@ -65,6 +67,8 @@ public final class ProxyServer implements AutoCloseable {
   private final Frontend frontend;
   private final Revocations revocations;
   private final Audit audit;
+  private final ResultCache cache;
+  private final List<InvalidationListener> cacheListeners = new ArrayList<>();
   private Pools pools;
   private volatile Path configFile;
   private final Channel listener;
@@ -101,6 +105,7 @@ public final class ProxyServer implements AutoCloseable {
                   .start();
       metrics.registerRevocations(revocations::size, revocations::ageSeconds);
       this.audit = config.audit() == null ? Audit.off() : startAudit(config);
+      this.cache = startCache(config);
       router.onNodeFailure(
           guard -> pools.nodeFailed(guard.node(), guard.unavailable(), false),
           node -> pools.nodeFailed(node, router.guard(node).unavailable(), true));
@@ -138,7 +143,8 @@ public final class ProxyServer implements AutoCloseable {
                   t.start();
                 }
               },
-              audit);
+              audit,
+              cache);
       this.listener =
           new ServerBootstrap()
               // Accepting on an event loop of the workers: a connection accepted there is
@@ -229,6 +235,30 @@ public final class ProxyServer implements AutoCloseable {
             + (ignored.isEmpty() ? "" : "; restart needed for " + String.join(", ", ignored));
     log.info(result);
     return result;
+  }
+
+  /**
+   * The result cache and, for each database, the LISTEN connection its invalidations arrive on (the
+   * health probes' login to the primary). Cache settings are read at start only.
+   */
+  private ResultCache startCache(ProxyConfig config) {
+    if (!config.cache().enabled()) {
+      return ResultCache.off();
+    }
+    ResultCache started =
+        new ResultCache(
+            config.cache(),
+            metrics,
+            name -> router.volatility(pools.config().databases().get(name)),
+            health::controlConnection);
+    metrics.registerCache(started::entryCount, started::bytes);
+    for (ProxyConfig.Database db : config.databases().values()) {
+      var source = HealthProbes.controlDataSource(config, db, "cache-listener");
+      cacheListeners.add(
+          new InvalidationListener(started, db.name(), source, config.cache().invalidationChannel())
+              .start());
+    }
+    return started;
   }
 
   /**
@@ -327,6 +357,8 @@ public final class ProxyServer implements AutoCloseable {
     frontend.secrets().close();
     revocations.close();
     audit.close();
+    cacheListeners.forEach(InvalidationListener::close);
+    cache.close();
     terminated.countDown();
     log.info("shut down");
   }
@@ -370,6 +402,11 @@ public final class ProxyServer implements AutoCloseable {
 
   public void awaitTermination() throws InterruptedException {
     terminated.await();
+  }
+
+  /** The result cache (off unless {@code cache.enabled}). */
+  public ResultCache cache() {
+    return cache;
   }
 
   @Override

@@ -22,6 +22,8 @@ import java.util.TreeMap;
 import org.cryoprotect.proxy.config.ProxyConfig.Audit;
 import org.cryoprotect.proxy.config.ProxyConfig.Auth;
 import org.cryoprotect.proxy.config.ProxyConfig.AuthType;
+import org.cryoprotect.proxy.config.ProxyConfig.Cache;
+import org.cryoprotect.proxy.config.ProxyConfig.CacheRule;
 import org.cryoprotect.proxy.config.ProxyConfig.ClientTls;
 import org.cryoprotect.proxy.config.ProxyConfig.ClientTlsMode;
 import org.cryoprotect.proxy.config.ProxyConfig.Database;
@@ -65,7 +67,9 @@ public final class ConfigLoader {
           "users",
           "health",
           "resilience",
-          "migrate");
+          "migrate",
+          "audit",
+          "cache");
   private static final ObjectMapper YAML = new ObjectMapper(new YAMLFactory());
 
   private ConfigLoader() {}
@@ -168,6 +172,7 @@ public final class ConfigLoader {
         new Migrate(migrateNode.string("user", "postgres"), migrateNode.string("password", null));
     migrateNode.rejectUnknownKeys();
     Audit audit = audit(root.child("audit"));
+    Cache cache = cache(root.child("cache"));
     root.rejectUnknownKeys();
     return new ProxyConfig(
         listen,
@@ -182,7 +187,51 @@ public final class ConfigLoader {
         health,
         resilience,
         migrate,
-        audit);
+        audit,
+        cache);
+  }
+
+  private static final java.util.regex.Pattern QUALIFIED =
+      java.util.regex.Pattern.compile("[^.\\s]+\\.[^.\\s]+");
+
+  private static Cache cache(ConfigNode node) throws ConfigException {
+    if (!node.present()) {
+      return Cache.OFF;
+    }
+    boolean enabled = node.bool("enabled", false);
+    long maxSize = node.bytes("max_size", 256L << 20);
+    long maxEntry = node.bytes("max_entry_size", 1L << 20);
+    if (maxSize < (1L << 20)) {
+      throw new ConfigException(node.key("max_size"), "must be at least 1mb");
+    }
+    if (maxEntry < 1024 || maxEntry > maxSize) {
+      throw new ConfigException(node.key("max_entry_size"), "must be between 1kb and max_size");
+    }
+    List<CacheRule> rules = new java.util.ArrayList<>();
+    for (ConfigNode rule : node.list("rules")) {
+      List<String> tables = new java.util.ArrayList<>();
+      for (String t : rule.strings("tables")) {
+        if (!QUALIFIED.matcher(t).matches()) {
+          throw new ConfigException(rule.key("tables"), "expected schema.table, not " + t);
+        }
+        tables.add(t.contains("\"") ? t.replace("\"", "") : t.toLowerCase(Locale.ROOT));
+      }
+      if (tables.isEmpty()) {
+        throw new ConfigException(rule.key("tables"), "is required: the tables this rule caches");
+      }
+      Duration ttl = rule.duration("ttl", Duration.ofSeconds(60));
+      if (ttl.isZero() || ttl.isNegative()) {
+        throw new ConfigException(rule.key("ttl"), "must be positive");
+      }
+      rule.rejectUnknownKeys();
+      rules.add(new CacheRule(List.copyOf(tables), ttl));
+    }
+    String channel = node.string("invalidation_channel", "cryoproxy_invalidate");
+    if (!channel.matches("[a-z_][a-z0-9_]*")) {
+      throw new ConfigException(node.key("invalidation_channel"), "expected a plain identifier");
+    }
+    node.rejectUnknownKeys();
+    return new Cache(enabled, maxSize, maxEntry, List.copyOf(rules), channel);
   }
 
   private static final java.util.regex.Pattern TABLE =

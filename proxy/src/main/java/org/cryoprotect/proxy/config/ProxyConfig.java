@@ -23,7 +23,8 @@ public record ProxyConfig(
     Health health,
     Resilience resilience,
     Migrate migrate,
-    Audit audit) {
+    Audit audit,
+    Cache cache) {
 
   /** The pool mode for a client of {@code database} logging in as {@code user}. */
   public PoolMode poolMode(Database database, String user) {
@@ -353,4 +354,22 @@ public record ProxyConfig(
       int retryAttempts,
       Duration retryBackoff,
       Duration retryMaxBackoff) {}
+
+  /**
+   * The result cache (DESIGN §7). Only reads whose relations are all named by a rule (or that carry
+   * a {@code cryoproxy:cache} hint) are cached, each for its rule's {@code ttl}; {@code maxSize}
+   * bounds the bytes of all entries, {@code maxEntrySize} one reply. Writes from elsewhere arrive
+   * as NOTIFY on {@code invalidationChannel}. {@link #OFF} when not configured.
+   */
+  public record Cache(
+      boolean enabled,
+      long maxSize,
+      long maxEntrySize,
+      List<CacheRule> rules,
+      String invalidationChannel) {
+    public static final Cache OFF = new Cache(false, 0, 0, List.of(), "cryoproxy_invalidate");
+  }
+
+  /** Tables as {@code schema.name}, lower case unless they were quoted in the file. */
+  public record CacheRule(List<String> tables, Duration ttl) {}
 }

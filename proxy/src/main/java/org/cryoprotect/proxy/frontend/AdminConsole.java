@@ -14,6 +14,7 @@ import java.util.Locale;
 import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.TimeUnit;
+import org.cryoprotect.proxy.cache.ResultCache;
 import org.cryoprotect.proxy.config.ProxyConfig;
 import org.cryoprotect.proxy.config.ProxyConfig.Database;
 import org.cryoprotect.proxy.metrics.PoolStats;
@@ -127,6 +128,7 @@ final class AdminConsole extends ChannelInboundHandlerAdapter {
           return; // answered when the control plane is done
         }
         case "KILL" -> kill(ctx, arg);
+        case "CACHE" -> cacheFlush(ctx, arg, words.length > 2 ? words[2] : null);
         case "SHUTDOWN" -> {
           complete(ctx, "SHUTDOWN");
           ready(ctx);
@@ -219,6 +221,7 @@ final class AdminConsole extends ChannelInboundHandlerAdapter {
       case "STATS" -> showStats(ctx);
       case "DATABASES" -> showDatabases(ctx);
       case "CONFIG" -> showConfig(ctx);
+      case "CACHE" -> showCache(ctx);
       case "VERSION" -> {
         Table t = new Table("version");
         t.row("CryoProxy " + version());
@@ -228,7 +231,7 @@ final class AdminConsole extends ChannelInboundHandlerAdapter {
           error(
               ctx,
               SqlState.SYNTAX_ERROR,
-              "SHOW takes POOLS, CLIENTS, SERVERS, STATS, DATABASES, CONFIG or VERSION");
+              "SHOW takes POOLS, CLIENTS, SERVERS, STATS, DATABASES, CONFIG, CACHE or VERSION");
     }
   }
 
@@ -342,6 +345,53 @@ final class AdminConsole extends ChannelInboundHandlerAdapter {
       }
     }
     t.write(ctx, "SHOW");
+  }
+
+  /** The result cache: a row for all of it, then one per rule (and "hint" for hinted queries). */
+  private void showCache(ChannelHandlerContext ctx) {
+    ResultCache cache = frontend.cache();
+    Table t = new Table("rule", "entries", "bytes", "max_bytes", "hits", "misses", "hit_ratio");
+    t.row(
+        "*",
+        cache.entryCount(),
+        cache.bytes(),
+        cache.maxSize(),
+        cache.hits(),
+        cache.misses(),
+        ratio(cache.hits(), cache.misses()));
+    for (ResultCache.RuleStats r : cache.ruleStats()) {
+      t.row(
+          r.rule(),
+          r.entries(),
+          r.bytes(),
+          cache.maxSize(),
+          r.hits(),
+          r.misses(),
+          ratio(r.hits(), r.misses()));
+    }
+    t.write(ctx, "SHOW");
+  }
+
+  private static String ratio(long hits, long misses) {
+    return hits + misses == 0
+        ? ""
+        : String.format(Locale.ROOT, "%.4f", hits / (double) (hits + misses));
+  }
+
+  /** CACHE FLUSH: every entry; CACHE FLUSH schema.table: the entries that read that table. */
+  private void cacheFlush(ChannelHandlerContext ctx, String what, String table) {
+    if (what == null || !what.equalsIgnoreCase("FLUSH")) {
+      error(ctx, SqlState.SYNTAX_ERROR, "CACHE takes FLUSH [schema.table]");
+      return;
+    }
+    if (table == null) {
+      frontend.cache().flush(null, ResultCache.SOURCE_ADMIN);
+    } else {
+      String name = table.replaceAll(";$", "");
+      name = name.contains("\"") ? name.replace("\"", "") : name.toLowerCase(Locale.ROOT);
+      frontend.cache().invalidate(null, name, ResultCache.SOURCE_ADMIN);
+    }
+    complete(ctx, "CACHE FLUSH");
   }
 
   private void showStats(ChannelHandlerContext ctx) {

@@ -34,7 +34,9 @@ import org.cryoprotect.proxy.protocol.backend.ErrorResponse;
 import org.cryoprotect.proxy.protocol.backend.ErrorResponse.Severity;
 import org.cryoprotect.proxy.protocol.backend.ParameterStatus;
 import org.cryoprotect.proxy.protocol.backend.ReadyForQuery;
+import org.cryoprotect.proxy.protocol.frontend.Bind;
 import org.cryoprotect.proxy.protocol.frontend.FrontendMessageTypes;
+import org.cryoprotect.proxy.protocol.frontend.Parse;
 import org.cryoprotect.proxy.protocol.frontend.Query;
 import org.cryoprotect.proxy.protocol.frontend.StartupMessage;
 import org.cryoprotect.proxy.routing.NodeGuard;
@@ -121,6 +123,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter
   private final ClientView view; // what SHOW CLIENTS and the pool's statistics see
   private final SessionStats stats;
   private final AuditTrail trail; // null unless the login role is audited
+  private final CachedReads reads; // null unless the result cache may answer this client
 
   ClientSession(
       ClientConnection client,
@@ -151,6 +154,16 @@ final class ClientSession extends ChannelInboundHandlerAdapter
     this.trail =
         frontend.audit().audits(client.loginRole())
             ? new AuditTrail(frontend.audit(), client)
+            : null;
+    this.reads =
+        transactionMode && trail == null && frontend.cache().enabled()
+            ? new CachedReads(
+                frontend.cache(),
+                database.name(),
+                pool.key().role(),
+                settings::desired,
+                statements,
+                frontend.metrics())
             : null;
     this.view =
         new ClientView(
@@ -334,9 +347,49 @@ final class ClientSession extends ChannelInboundHandlerAdapter
       server.channel().flush();
     } else {
       ctx.flush(); // answers given without a server
-      if (!acquiring && !closing && !backlog.isEmpty() && unit.canChoose(backlog)) {
-        acquire();
+      if (!acquiring && !closing && !backlog.isEmpty()) {
+        lookUpOrAcquire(true);
       }
+    }
+  }
+
+  /**
+   * The unit in the backlog: answered from the result cache when it can be, else run on a server
+   * connection once the backlog says where. {@code mayLead}: false after waiting for another
+   * client's identical miss.
+   */
+  private void lookUpOrAcquire(boolean mayLead) {
+    if (reads != null) {
+      if (reads.waiting()) {
+        return;
+      }
+      if (txStatus == ReadyForQuery.IDLE
+          && failed == null
+          && pins.isEmpty()
+          && !loginPending
+          && !tokenExpired()) {
+        switch (reads.tryAnswer(ctx, backlog, this::cacheWaitOver, mayLead)) {
+          case ANSWERED -> {
+            clock.active();
+            ctx.flush();
+            return;
+          }
+          case WAITING -> {
+            return;
+          }
+          case PROCEED -> {}
+        }
+      }
+    }
+    if (!closing && unit.canChoose(backlog)) {
+      acquire();
+    }
+  }
+
+  /** Another client's identical miss landed (or the wait ran out): look again, then run it. */
+  private void cacheWaitOver() {
+    if (!closing && server == null && !acquiring && !backlog.isEmpty()) {
+      lookUpOrAcquire(false);
     }
   }
 
@@ -360,6 +413,9 @@ final class ClientSession extends ChannelInboundHandlerAdapter
     }
     releaseBacklog();
     window.commit(ctx, false);
+    if (reads != null) {
+      reads.abandon();
+    }
     if (server != null) {
       if (pending.owesClient()) {
         // Its query may run for long: stop it now rather than hold the connection until it ends.
@@ -420,6 +476,9 @@ final class ClientSession extends ChannelInboundHandlerAdapter
     unit.sent(type);
     switch (type) {
       case 'Q' -> {
+        if (reads != null) {
+          reads.sent(Query.textOrNull(frame));
+        }
         if (SqlScan.isPlainQuery(frame)) {
           int from = frame.readerIndex() + Frames.HEADER;
           noteControl(SqlScan.transactionControl(frame, from, frame.writerIndex() - 1));
@@ -456,6 +515,10 @@ final class ClientSession extends ChannelInboundHandlerAdapter
         midBatch = true;
         if (trail != null) {
           trail.bound(frame);
+        }
+        if (reads != null) {
+          Parse made = statements.statement(Bind.statement(frame));
+          reads.sent(made == null ? null : made.query());
         }
         statements.bind(frame, this);
       }
@@ -860,6 +923,9 @@ final class ClientSession extends ChannelInboundHandlerAdapter
         if (head.toClient) {
           errorSent = false;
           controlSent = 0;
+          if (reads != null) {
+            reads.ready(txStatus); // writes invalidate before the client hears they are done
+          }
         }
       }
       toClient(frame, head.toClient);
@@ -888,6 +954,9 @@ final class ClientSession extends ChannelInboundHandlerAdapter
    * statement before it is not yet on disk.
    */
   private void reply(ByteBuf frame) {
+    if (reads != null) {
+      reads.toClient(frame);
+    }
     if (trail != null && trail.holds()) {
       trail.hold(frame);
       return;
@@ -1186,6 +1255,9 @@ final class ClientSession extends ChannelInboundHandlerAdapter
   public void serverClosed(PooledServer lost) {
     if (lost != server) {
       return; // one this session already gave back (or never got)
+    }
+    if (reads != null) {
+      reads.lost();
     }
     server = null;
     leftNode();

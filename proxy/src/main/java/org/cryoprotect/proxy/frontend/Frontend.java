@@ -6,14 +6,15 @@ import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.atomic.AtomicInteger;
 import org.cryoprotect.proxy.audit.Audit;
 import org.cryoprotect.proxy.backend.ServerConnector;
+import org.cryoprotect.proxy.cache.ResultCache;
 import org.cryoprotect.proxy.config.ProxyConfig;
 import org.cryoprotect.proxy.metrics.ProxyMetrics;
 import org.cryoprotect.proxy.pool.Pools;
 
 /**
  * What every client handler shares: TLS, the way to servers, the cancel keys, the secrets, the
- * pools (which hold the current configuration) and the admin actions. One instance per running
- * proxy; {@code tls} is null when client TLS is off.
+ * pools (which hold the current configuration), the admin actions and the result cache. One
+ * instance per running proxy; {@code tls} is null when client TLS is off.
  */
 public record Frontend(
     SslContext tls,
@@ -25,7 +26,8 @@ public record Frontend(
     ChannelGroup clients,
     AtomicInteger loggedIn,
     AdminActions admin,
-    Audit audit) {
+    Audit audit,
+    ResultCache cache) {
 
   /** The configuration now in force: RELOAD replaces it. */
   public ProxyConfig config() {

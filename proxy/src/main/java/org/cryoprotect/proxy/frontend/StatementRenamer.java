@@ -222,6 +222,44 @@ final class StatementRenamer {
     server.unnamed(unnamed);
   }
 
+  // ---------------------------------------------------------------- for the result cache
+
+  /** The Parse that made the client's statement {@code name} ("" = unnamed), or null. */
+  Parse statement(String name) {
+    if (name.isEmpty()) {
+      return unnamed == null ? null : unnamed.decode();
+    }
+    PreparedRegistry.Entry entry = byName.get(name);
+    return entry == null ? null : entry.parse();
+  }
+
+  /**
+   * Whether a Parse answered from the cache can make its statement without a server: an unnamed one
+   * always, a named one when the name is free and a server of this database accepted the text.
+   */
+  boolean canAdopt(Parse parse) {
+    return !rename
+        || parse.name().isEmpty()
+        || !byName.containsKey(parse.name()) && register(parse).verified();
+  }
+
+  /** A Parse answered from the cache: the statement is the client's, made on a server later. */
+  void adopt(ByteBuf frame, Parse parse) {
+    if (!rename) {
+      return;
+    }
+    if (parse.name().isEmpty()) {
+      unnamed = UnnamedStatement.of(frame, unnamed, parse);
+    } else {
+      byName.put(parse.name(), register(parse));
+    }
+  }
+
+  /** A simple Query answered from the cache: PostgreSQL drops the unnamed statement. */
+  void queriedWithoutServer() {
+    unnamed = null;
+  }
+
   /** A simple Query ran: PostgreSQL drops the unnamed statement. */
   void queried(PooledServer server) {
     unnamed = null;

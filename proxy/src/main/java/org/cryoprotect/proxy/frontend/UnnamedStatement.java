@@ -66,6 +66,11 @@ final class UnnamedStatement {
     return control;
   }
 
+  /** The Parse this statement was made by. */
+  Parse decode() {
+    return Parse.decode(io.netty.buffer.Unpooled.wrappedBuffer(body));
+  }
+
   /** The Parse that makes this statement on another server connection. */
   ByteBuf encode(ByteBufAllocator alloc) {
     ByteBuf buf = alloc.buffer(Frames.HEADER + body.length);

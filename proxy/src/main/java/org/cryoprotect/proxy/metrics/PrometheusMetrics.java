@@ -77,6 +77,13 @@ public final class PrometheusMetrics implements ProxyMetrics {
   private final Counter retries;
   private final Counter replays;
   private final Counter probes;
+  private final Counter cacheRequests;
+  private final Counter cacheBypasses;
+  private final Counter cacheEvictions;
+  private final Counter cacheInvalidations;
+  private final Histogram cacheNotifyLag;
+  private volatile LongSupplier cacheEntries = () -> 0;
+  private volatile LongSupplier cacheBytes = () -> 0;
   private final PointsByLabels acquire;
   private final PointsByLabels queries;
   private final PointsByLabels transactions;
@@ -184,6 +191,46 @@ public final class PrometheusMetrics implements ProxyMetrics {
             "Health probes per node and result (ok, failed)",
             "node",
             "result");
+    cacheRequests =
+        counter(
+            "cryoproxy_cache_requests_total",
+            "Cacheable requests by result: hit (answered from the cache) or miss",
+            "result");
+    cacheRequests.labelValues("hit");
+    cacheRequests.labelValues("miss");
+    cacheBypasses =
+        counter(
+            "cryoproxy_cache_bypasses_total",
+            "Requests the result cache did not look up, by reason",
+            "reason");
+    cacheEvictions =
+        counter(
+            "cryoproxy_cache_evictions_total",
+            "Result cache entries removed by the size bound or their TTL",
+            "cause");
+    cacheInvalidations =
+        counter(
+            "cryoproxy_cache_invalidations_total",
+            "Result cache invalidations by source (proxy_write, notify, admin, listener_lost)",
+            "source");
+    for (String source : List.of("proxy_write", "notify", "admin", "listener_lost")) {
+      cacheInvalidations.labelValues(source);
+    }
+    cacheNotifyLag =
+        histogram(
+            "cryoproxy_cache_invalidation_lag_seconds",
+            "From a write's statement (the NOTIFY's timestamp) to its invalidation in the cache",
+            ACQUIRE_BUCKETS);
+    GaugeWithCallback.builder()
+        .name("cryoproxy_cache_entries")
+        .help("Entries in the result cache")
+        .callback(callback -> callback.call(cacheEntries.getAsLong()))
+        .register(registry);
+    GaugeWithCallback.builder()
+        .name("cryoproxy_cache_bytes")
+        .help("Bytes the result cache holds (replies and keys)")
+        .callback(callback -> callback.call(cacheBytes.getAsLong()))
+        .register(registry);
     acquire =
         new PointsByLabels(
             histogram(
@@ -293,6 +340,42 @@ public final class PrometheusMetrics implements ProxyMetrics {
   @Override
   public void registerAudit(AuditFigures figures) {
     audit = figures;
+  }
+
+  @Override
+  public void cacheHit() {
+    cacheRequests.labelValues("hit").inc();
+  }
+
+  @Override
+  public void cacheMiss() {
+    cacheRequests.labelValues("miss").inc();
+  }
+
+  @Override
+  public void cacheBypass(String reason) {
+    cacheBypasses.labelValues(label(reason)).inc();
+  }
+
+  @Override
+  public void cacheEviction(String cause) {
+    cacheEvictions.labelValues(label(cause)).inc();
+  }
+
+  @Override
+  public void cacheInvalidation(String source) {
+    cacheInvalidations.labelValues(label(source)).inc();
+  }
+
+  @Override
+  public void cacheNotifyLag(long nanos) {
+    cacheNotifyLag.observe(Unit.nanosToSeconds(Math.max(0, nanos)));
+  }
+
+  @Override
+  public void registerCache(LongSupplier entries, LongSupplier bytes) {
+    cacheEntries = entries;
+    cacheBytes = bytes;
   }
 
   @Override

@@ -143,4 +143,25 @@ public interface ProxyMetrics {
 
   /** Size of the prepared-statement registry, read at scrape time. */
   default void registerPreparedStatements(LongSupplier size) {}
+
+  /** Result cache: a request answered from the cache. */
+  default void cacheHit() {}
+
+  /** Result cache: a cacheable request that went to the server. */
+  default void cacheMiss() {}
+
+  /** Result cache: a request not looked up, by reason (a small fixed set). */
+  default void cacheBypass(String reason) {}
+
+  /** Result cache: an entry removed by the size bound or its TTL. */
+  default void cacheEviction(String cause) {}
+
+  /** Result cache: an invalidation, by source (proxy_write, notify, admin, listener_lost). */
+  default void cacheInvalidation(String source) {}
+
+  /** Result cache: from a write's statement (its NOTIFY's timestamp) to its invalidation here. */
+  default void cacheNotifyLag(long nanos) {}
+
+  /** Result cache: entries and bytes, read at scrape time. */
+  default void registerCache(LongSupplier entries, LongSupplier bytes) {}
 }

@@ -56,6 +56,19 @@ public final class FunctionVolatility {
   }
 
   public Verdict check(List<String> functions) {
+    return judge(functions, "v");
+  }
+
+  /**
+   * For the result cache: SAFE only when every function is IMMUTABLE in every overload (or not a
+   * function at all). A STABLE function may read the clock, a setting or another table.
+   */
+  public Verdict immutable(List<String> functions) {
+    return judge(functions, "sv");
+  }
+
+  /** VOLATILE when a known function's volatility is one of {@code unsafe}. */
+  private Verdict judge(List<String> functions, String unsafe) {
     if (functions.isEmpty()) {
       return Verdict.SAFE;
     }
@@ -72,7 +85,7 @@ public final class FunctionVolatility {
       if (now - k.at() > TTL_NANOS) {
         lookup |= wanted.add(name); // still answer from what we know meanwhile
       }
-      if (k.volatility() == 'v') {
+      if (unsafe.indexOf(k.volatility()) >= 0) {
         verdict = Verdict.VOLATILE;
       }
     }

@@ -73,6 +73,34 @@ class ConfigLoaderTest {
   }
 
   @Test
+  void theCacheSectionIsReadAndChecked() throws Exception {
+    ProxyConfig off = ConfigLoader.load(write(MINIMAL), Map.of());
+    assertThat(off.cache().enabled()).isFalse();
+    ProxyConfig on =
+        ConfigLoader.load(
+            write(
+                MINIMAL
+                    + "cache:\n  enabled: true\n  max_size: 64mb\n  max_entry_size: 256kb\n"
+                    + "  rules:\n    - { tables: [Public.Molecules, '\"s\".\"Mixed\"'], ttl: 30s }\n"),
+            Map.of());
+    assertThat(on.cache().enabled()).isTrue();
+    assertThat(on.cache().maxSize()).isEqualTo(64L << 20);
+    assertThat(on.cache().maxEntrySize()).isEqualTo(256L << 10);
+    assertThat(on.cache().rules().get(0).tables()).containsExactly("public.molecules", "s.Mixed");
+    assertThat(on.cache().rules().get(0).ttl()).isEqualTo(java.time.Duration.ofSeconds(30));
+    assertThatThrownBy(
+            () ->
+                ConfigLoader.load(
+                    write(MINIMAL + "cache:\n  rules:\n    - { tables: [molecules] }\n"), Map.of()))
+        .hasMessageContaining("cache.rules[0].tables");
+    assertThatThrownBy(
+            () ->
+                ConfigLoader.load(
+                    write(MINIMAL + "cache: { max_size: 1mb, max_entry_size: 2mb }\n"), Map.of()))
+        .hasMessageContaining("cache.max_entry_size");
+  }
+
+  @Test
   void unknownKeyIsNamed() throws IOException {
     Path file = write(MINIMAL + "    replica: []\n");
     assertThatThrownBy(() -> ConfigLoader.load(file, Map.of()))

@@ -277,9 +277,14 @@ public final class WireClient implements AutoCloseable {
 
   /** Bind with text parameters (null for SQL NULL) and text results. */
   public static byte[] bind(String portal, String statement, String... params) {
+    return bind(portal, statement, (short) 0, params);
+  }
+
+  /** Bind with text parameters and every result column in {@code resultFormat} (1: binary). */
+  public static byte[] bind(String portal, String statement, short resultFormat, String... params) {
     byte[] p = cstring(portal);
     byte[] s = cstring(statement);
-    int size = p.length + s.length + 2 + 2 + 2;
+    int size = p.length + s.length + 2 + 2 + 4;
     List<byte[]> values = new ArrayList<>();
     for (String param : params) {
       byte[] v = param == null ? null : param.getBytes(StandardCharsets.UTF_8);
@@ -295,7 +300,7 @@ public final class WireClient implements AutoCloseable {
         b.putInt(v.length).put(v);
       }
     }
-    b.putShort((short) 0);
+    b.putShort((short) 1).putShort(resultFormat);
     return message('B', b.array());
   }
 
