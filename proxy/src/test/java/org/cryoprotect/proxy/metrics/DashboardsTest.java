@@ -43,6 +43,13 @@ class DashboardsTest {
     m.registerRevocations(() -> 2, () -> 4.5);
     // 10 journaled, 7 of them written, 3 pending; 1 dropped by a full journal (never journaled).
     m.registerAudit(new AuditFigures(() -> 10, () -> 7, () -> 1, () -> 3, () -> 900, () -> 2.5));
+    m.cacheHit();
+    m.cacheMiss();
+    m.cacheBypass("listener_down");
+    m.cacheEviction("size");
+    m.cacheInvalidation("notify");
+    m.cacheNotifyLag(2_000_000);
+    m.registerCache(() -> 5, () -> 4096);
     m.checkout("app", "127.0.0.1:5432", 1_000_000);
     m.transaction("app", ProxyMetrics.PRIMARY, 2_000_000);
     m.query("app", ProxyMetrics.PRIMARY, 1_000_000);
