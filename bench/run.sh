@@ -4,7 +4,8 @@
 # Starts a throwaway PostgreSQL, PgBouncer and CryoProxy on free ports in a temporary folder, runs
 # the same pgbench workloads against all three, then the connection-scale and acquisition
 # scenarios against CryoProxy, then pgbench through a JWT login against the same through a password
-# login, and prints a markdown report (stdout) and writes a JSON file.
+# login, then cached point reads against a second CryoProxy with the result cache on, and prints a
+# markdown report (stdout) and writes a JSON file.
 # Progress goes to stderr. Everything it started is stopped on exit, whatever the exit.
 set -Eeuo pipefail
 
@@ -26,7 +27,7 @@ usage: bench/run.sh [--quick] [options]
   --pool-size N        PgBouncer and CryoProxy pool size           (BENCH_POOL_SIZE, 20)
   --clients N          clients of the throughput scenarios         (BENCH_CLIENTS, 32)
   --idle-clients N     idle connections of the scale scenario      (BENCH_IDLE_CLIENTS, 10000)
-  --parts LIST         any of pgbench,scale,acquire,jwt            (BENCH_PARTS, all four;
+  --parts LIST         any of pgbench,scale,acquire,jwt,cache      (BENCH_PARTS, all five;
                                                                     PgBouncer only for pgbench)
   --json PATH          JSON output                                 (BENCH_JSON, OUT/results.json)
   --out DIR            folder for raw outputs and logs             (BENCH_OUT_DIR,
@@ -51,7 +52,7 @@ POOL_SIZE=${BENCH_POOL_SIZE:-20}
 CLIENTS=${BENCH_CLIENTS:-32}
 IDLE_CLIENTS=${BENCH_IDLE_CLIENTS:-10000}
 IDLE_INTERVAL=${BENCH_IDLE_INTERVAL:-60}
-PARTS=${BENCH_PARTS:-pgbench,scale,acquire,jwt}
+PARTS=${BENCH_PARTS:-pgbench,scale,acquire,jwt,cache}
 OUT_DIR=${BENCH_OUT_DIR:-}
 JSON=${BENCH_JSON:-}
 JAR=${CRYOPROXY_JAR:-$ROOT/proxy/target/cryoproxy.jar}
@@ -144,6 +145,7 @@ cleanup() {
     # keep the servers' logs next to the results before the temporary folder goes
     cp "$TMP"/pg/postgres.log "$TMP"/pgbouncer/pgbouncer.log "$TMP"/cryoproxy/cryoproxy.log \
       "$TMP"/idle.err "$OUT_DIR/logs/" 2>/dev/null
+    cp "$TMP"/cryocache/cryoproxy.log "$OUT_DIR/logs/cryocache.log" 2>/dev/null
     if ((KEEP)); then log "kept $TMP"; else rm -rf "$TMP"; fi
   fi
   ((rc == 0)) || log "exit $rc; logs in $OUT_DIR/logs"
@@ -158,6 +160,7 @@ check_alive() {
   alive "$PG_PID" || die "PostgreSQL died; see $OUT_DIR/logs/postgres.log"
   [[ -z ${PGB_PID:-} ]] || alive "$PGB_PID" || die "PgBouncer died; see $OUT_DIR/logs/pgbouncer.log"
   [[ -z ${CP_PID:-} ]] || alive "$CP_PID" || die "CryoProxy died; see $OUT_DIR/logs/cryoproxy.log"
+  [[ -z ${CC_PID:-} ]] || alive "$CC_PID" || die "CryoProxy (cache) died; see $OUT_DIR/logs/cryocache.log"
 }
 
 # ---- preflight ------------------------------------------------------------------------------
@@ -249,9 +252,9 @@ cp "$JAR" "$TMP/cryoproxy.jar"
 JAR_BUILT=$(date -r "$JAR" '+%Y-%m-%d %H:%M')
 JAR_SHA=$(sha256sum "$TMP/cryoproxy.jar" | cut -c1-12)
 
-read -r PG_PORT PGB_PORT CP_PORT ADMIN_PORT < <(python3 -c '
+read -r PG_PORT PGB_PORT CP_PORT ADMIN_PORT CC_PORT CC_ADMIN_PORT < <(python3 -c '
 import socket
-socks = [socket.socket() for _ in range(4)]
+socks = [socket.socket() for _ in range(6)]
 for s in socks: s.bind(("127.0.0.1", 0))
 print(*(s.getsockname()[1] for s in socks))')
 log "ports: postgres $PG_PORT, pgbouncer $PGB_PORT, cryoproxy $CP_PORT, cryoproxy admin $ADMIN_PORT"
@@ -391,6 +394,35 @@ started cryoproxy "$CP_PID" TERM
 wait_ready CryoProxy "$CP_PORT" "$CP_PID" "$TMP/cryoproxy/cryoproxy.log"
 log "CryoProxy (jar built $JAR_BUILT, sha256 $JAR_SHA, tree at $GIT_COMMIT) running (pid $CP_PID): $JAVA_OPTS"
 
+# The cache part: a second CryoProxy, the same but for the result cache on pgbench_accounts, whose
+# invalidation trigger (sql/ V4) is installed as a user would.
+CC_PID=""
+if has_part cache; then
+  mkdir -p "$TMP/cryocache"
+  sed -e "s/port: $CP_PORT }/port: $CC_PORT }/" -e "s/port: $ADMIN_PORT }/port: $CC_ADMIN_PORT }/" \
+    "$TMP/cryoproxy/cryoproxy.yaml" >"$TMP/cryocache/cryoproxy.yaml"
+  cat >>"$TMP/cryocache/cryoproxy.yaml" <<EOF
+cache:
+  enabled: true
+  max_size: 256mb
+  rules:
+    - { tables: [public.pgbench_accounts], ttl: 300s }
+EOF
+  java -jar "$TMP/cryoproxy.jar" migrate --config "$TMP/cryocache/cryoproxy.yaml" \
+    >"$OUT_DIR/logs/migrate-cache.log" 2>&1 \
+    || die "cryoproxy migrate failed; see $OUT_DIR/logs/migrate-cache.log"
+  "$PSQL" -X -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -d bench \
+    -c "SELECT cryoproxy.enable_cache_invalidation('pgbench_accounts')" >/dev/null \
+    || die "enable_cache_invalidation failed"
+  # shellcheck disable=SC2086
+  java $JAVA_OPTS -jar "$TMP/cryoproxy.jar" run --config "$TMP/cryocache/cryoproxy.yaml" \
+    >"$TMP/cryocache/cryoproxy.log" 2>&1 &
+  CC_PID=$!
+  started cryocache "$CC_PID" TERM
+  wait_ready "CryoProxy (cache on)" "$CC_PORT" "$CC_PID" "$TMP/cryocache/cryoproxy.log"
+  log "CryoProxy with the result cache running (pid $CC_PID)"
+fi
+
 scrape() { # file
   curl -fsS --max-time 10 "http://127.0.0.1:$ADMIN_PORT/metrics" -o "$1" \
     || die "could not scrape CryoProxy's /metrics on port $ADMIN_PORT"
@@ -404,8 +436,8 @@ cpu_ticks() { # pid -> utime+stime of the whole process, in clock ticks
 NPROC=$(nproc)
 threads_for() { echo $(($1 < NPROC ? $1 : NPROC)); }
 # password and jwt: CryoProxy, logged in as service_read by password (trust) or by token
-port_of() { case $1 in direct) echo "$PG_PORT" ;; pgbouncer) echo "$PGB_PORT" ;; *) echo "$CP_PORT" ;; esac; }
-pid_of() { case $1 in direct) echo "" ;; pgbouncer) echo "$PGB_PID" ;; *) echo "$CP_PID" ;; esac; }
+port_of() { case $1 in direct) echo "$PG_PORT" ;; pgbouncer) echo "$PGB_PORT" ;; cache) echo "$CC_PORT" ;; *) echo "$CP_PORT" ;; esac; }
+pid_of() { case $1 in direct) echo "" ;; pgbouncer) echo "$PGB_PID" ;; cache) echo "$CC_PID" ;; *) echo "$CP_PID" ;; esac; }
 user_of() { case $1 in password) echo service_read ;; jwt) echo authenticator ;; *) echo postgres ;; esac; }
 token_of() { [[ $1 != jwt ]] || echo "${TOKENS[$2]}"; } # target process-number
 FAILED=0
@@ -620,6 +652,45 @@ if has_part jwt; then
     done
   done
   PROCS=1
+fi
+
+if has_part cache; then
+  # Issue #15: point reads of pgbench_accounts, 90 % of them over 1,000 hot keys and 10 % over
+  # 9,000 more, through the cache against direct PostgreSQL and the cache-less CryoProxy; and a
+  # workload of all misses (every text unique) against the cache-less CryoProxy.
+  mkdir -p "$OUT_DIR/cache"
+  cat >"$TMP/cache_hot.sql" <<'EOF'
+\set r random(1, 100)
+\if :r <= 90
+\set aid random(1, 1000)
+\else
+\set aid random(1001, 10000)
+\endif
+SELECT abalance FROM pgbench_accounts WHERE aid = :aid;
+EOF
+  cat >"$TMP/cache_miss.sql" <<EOF
+\\set aid random(1, $((SCALE * 100000)))
+\\set n random(1, 2000000000)
+SELECT abalance, :n AS n FROM pgbench_accounts WHERE aid = :aid;
+EOF
+  chmod 644 "$TMP"/cache_*.sql
+  for c in "cache_hot_c$CLIENTS|point reads, 90 % on 1,000 hot keys, $CLIENTS clients|hot|direct cryoproxy cache" \
+    "cache_miss_c$CLIENTS|point reads, every text unique (all misses), $CLIENTS clients|miss|cryoproxy cache"; do
+    IFS='|' read -r key label script targets <<<"$c"
+    log "cache: $label"
+    for target in $targets; do
+      warmup "$WARMUP" "$target" bench "$CLIENTS" -M simple -f "$TMP/cache_$script.sql"
+    done
+    curl -fsS --max-time 10 "http://127.0.0.1:$CC_ADMIN_PORT/metrics" \
+      -o "$OUT_DIR/cache/$key.before.prom" || die "could not scrape the caching CryoProxy"
+    for ((rep = 1; rep <= REPS; rep++)); do
+      for target in $targets; do
+        measure "$key" "$label" "$target" bench "$CLIENTS" "$rep" -M simple -f "$TMP/cache_$script.sql"
+      done
+    done
+    curl -fsS --max-time 10 "http://127.0.0.1:$CC_ADMIN_PORT/metrics" \
+      -o "$OUT_DIR/cache/$key.after.prom" || die "could not scrape the caching CryoProxy"
+  done
 fi
 
 check_alive

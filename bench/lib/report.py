@@ -278,7 +278,29 @@ def cell(s, target, key, digits):
     return text + ("*" if not t["ok"] else "")
 
 
-def markdown(meta, scenarios, scale, acq, targets, jwt):
+def cache_section(folder, cache):
+    """Ratios and the hit ratio (from the caching proxy's scrapes) of each cache scenario."""
+    for key, s in cache.items():
+        tg = s["targets"]
+        s["cache_over_direct"] = ratio(tg.get("cache", {}).get("tps"), tg.get("direct", {}).get("tps"))
+        s["cache_over_off"] = ratio(tg.get("cache", {}).get("tps"), tg.get("cryoproxy", {}).get("tps"))
+        for name, other in (("cache_over_direct", "direct"), ("cache_over_off", "cryoproxy")):
+            paired = paired_ratios(tg.get("cache", {}).get("runs", []), tg.get(other, {}).get("runs", []))
+            if len(paired) > 1:
+                s[name + "_range"] = [min(paired), max(paired)]
+        before = parse_prom(os.path.join(folder, "cache", key + ".before.prom"))
+        after = parse_prom(os.path.join(folder, "cache", key + ".after.prom"))
+        counts = {}
+        for result in ("hit", "miss"):
+            k = ("cryoproxy_cache_requests_total", frozenset({("result", result)}))
+            counts[result] = after.get(k, 0.0) - before.get(k, 0.0)
+        total = counts["hit"] + counts["miss"]
+        s["hits"], s["misses"] = counts["hit"], counts["miss"]
+        s["hit_ratio"] = counts["hit"] / total if total else None
+    return cache
+
+
+def markdown(meta, scenarios, scale, acq, targets, jwt, cache=None):
     p = meta["params"]
     out = []
     out.append(f"## CryoProxy benchmark — {meta['started']}")
@@ -422,6 +444,29 @@ def markdown(meta, scenarios, scale, acq, targets, jwt):
                    "Within 10 % = JWT/password ≥ 0.90 (ratio of medians; in brackets the paired "
                    "ratio of each repetition).")
         out.append("")
+    if cache:
+        out.append("### Result cache (issue #15): custom pgbench scripts, -M simple")
+        out.append("")
+        out.append("| scenario | direct tps | cache off tps | cache on tps | on/direct | on/off "
+                   "| hit ratio | CPU µs/tx off | CPU µs/tx on |")
+        out.append("|---|" + "---:|" * 8)
+        for s in cache.values():
+            hr = s.get("hit_ratio")
+            out.append("| " + " | ".join([
+                s["label"], cell(s, "direct", "tps", 0), cell(s, "cryoproxy", "tps", 0),
+                cell(s, "cache", "tps", 0),
+                f_ratio(s.get("cache_over_direct"), s.get("cache_over_direct_range")),
+                f_ratio(s.get("cache_over_off"), s.get("cache_over_off_range")),
+                "—" if hr is None else f"{hr * 100:.1f} %",
+                cell(s, "cryoproxy", "proxy_cpu_us_per_tx", 0),
+                cell(s, "cache", "proxy_cpu_us_per_tx", 0)]) + " |")
+        out.append("")
+        out.append("Cache off: the benchmark's CryoProxy. Cache on: a second CryoProxy, the same but "
+                   "for `cache.enabled` with a rule for `public.pgbench_accounts` (300 s) and the "
+                   "V4 invalidation trigger on it. Targets (issue #15): hot reads on/direct ≥ 2 and "
+                   "on/off ≥ 2 with a hit ratio ≥ 95 %; all misses on/off ≥ 0.95. Hit ratio from "
+                   "the caching proxy's `cryoproxy_cache_requests_total` over the measured runs.")
+        out.append("")
     if targets:
         out.append("### Issue #6 targets")
         out.append("")
@@ -494,6 +539,8 @@ def main():
     # the scale and acquisition runs are reported in their own sections
     scale_runs = {k: scenarios.pop(k) for k in list(scenarios) if k.startswith(("scale_", "acquire_"))}
     jwt = {k: scenarios.pop(k) for k in list(scenarios) if k.startswith("jwt_")}
+    cache = cache_section(folder, {k: scenarios.pop(k) for k in list(scenarios)
+                                   if k.startswith("cache_")})
     for s in jwt.values():
         tg = s["targets"]
         s["jwt_over_password"] = ratio(tg.get("jwt", {}).get("tps"),
@@ -524,11 +571,11 @@ def main():
     # issue #6's targets need its parts; a jwt-only run has none of them
     targets = evaluate_targets(meta, scenarios, scale, acq) if scenarios or scale or acq else []
     report = {"meta": meta, "scenarios": scenarios, "connection_scale": scale,
-              "acquisition": acq, "targets": targets, "jwt": jwt}
+              "acquisition": acq, "targets": targets, "jwt": jwt, "cache": cache}
     os.makedirs(os.path.dirname(os.path.abspath(json_path)), exist_ok=True)
     with open(json_path, "w") as f:
         json.dump(report, f, indent=2, ensure_ascii=False)
-    print(markdown(meta, scenarios, scale, acq, targets, jwt))
+    print(markdown(meta, scenarios, scale, acq, targets, jwt, cache))
 
 
 if __name__ == "__main__":

@@ -98,11 +98,16 @@ class MigrateIT {
     System.out.print("[MigrateIT] first run:\n" + first.out() + first.err());
     assertThat(first.exit()).as(first.err()).isZero();
     assertThat(first.out())
-        .contains("applied 1 roles", "applied 2 auth", "applied 3 audit", "claims key stored")
+        .contains(
+            "applied 1 roles",
+            "applied 2 auth",
+            "applied 3 audit",
+            "applied 4 cache invalidation",
+            "claims key stored")
         .doesNotContain("database same"); // the same database on the same node: once
     Run second = migrate("--config", config.toString());
     assertThat(second.exit()).as(second.err()).isZero();
-    assertThat(second.out()).contains("up to date at version 3").doesNotContain("applied");
+    assertThat(second.out()).contains("up to date at version 4").doesNotContain("applied");
 
     List<List<String>> roles =
         pg.primary()
@@ -200,8 +205,10 @@ class MigrateIT {
     Run first = migrate("--config", config.toString());
     System.out.print("[MigrateIT] a database with tables:\n" + first.out() + first.err());
     assertThat(first.exit()).as(first.err()).isZero();
-    assertThat(first.out()).contains("applied 1 roles", "applied 2 auth", "applied 3 audit");
-    assertThat(migrate("--config", config.toString()).out()).contains("up to date at version 3");
+    assertThat(first.out())
+        .contains(
+            "applied 1 roles", "applied 2 auth", "applied 3 audit", "applied 4 cache invalidation");
+    assertThat(migrate("--config", config.toString()).out()).contains("up to date at version 4");
     assertThat(pg.primary().sql("existing_app", "SELECT id FROM orders"))
         .containsExactly(List.of("7"));
   }

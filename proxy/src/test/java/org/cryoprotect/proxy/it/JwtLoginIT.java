@@ -226,6 +226,66 @@ class JwtLoginIT {
    * The acceptance scale: 50 subjects in 200 client connections over 5 server connections, 100,000
    * queries through transaction pooling, each answered with exactly its own subject's rows.
    */
+  /**
+   * The result cache with JWT logins (issue #15, acceptance 2): two subjects run the same SQL on an
+   * RLS table whose policy reads the signed claims, through one proxy with the cache on. The claims
+   * are session settings, so they are in the cache key: each subject gets only its rows, from the
+   * cache, and never the other's.
+   */
+  @Test
+  void theResultCacheKeepsSubjectsApart() throws Exception {
+    pg.primary().sql("jwtapp", "SELECT cryoproxy.enable_cache_invalidation('notes')");
+    String config =
+        Files.readString(proxy.configFile())
+                .replaceAll("listen: \\{[^}]*\\}\\n", "")
+                .replaceAll("admin: \\{[^}]*\\}\\n", "")
+            + "cache:\n  enabled: true\n  rules:\n    - { tables: [public.notes], ttl: 60s }\n";
+    int queries = Integer.getInteger("cryoproxy.cache.queries", 100_000);
+    AtomicLong foreign = new AtomicLong();
+    try (RunningProxy cached = RunningProxy.start(config)) {
+      long hitsBefore = cached.server().cache().hits();
+      ExecutorService threads = Executors.newFixedThreadPool(4);
+      List<Future<Integer>> work = new ArrayList<>();
+      for (int t = 0; t < 4; t++) {
+        boolean isA = t % 2 == 0;
+        String token = user(isA ? A : B);
+        List<String> own = isA ? List.of("a1,a2") : List.of("b1,b2,b3");
+        work.add(
+            threads.submit(
+                () -> {
+                  int done = 0;
+                  try (Connection c = cached.connect("app", "authenticator", token);
+                      java.sql.PreparedStatement ps =
+                          c.prepareStatement(
+                              "SELECT string_agg(body, ',' ORDER BY body) FROM notes")) {
+                    for (int q = 0; q < queries / 4; q++) {
+                      try (ResultSet rs = ps.executeQuery()) {
+                        rs.next();
+                        if (!own.equals(List.of(String.valueOf(rs.getString(1))))) {
+                          foreign.incrementAndGet();
+                        }
+                      }
+                      done++;
+                    }
+                  }
+                  return done;
+                }));
+      }
+      int done = 0;
+      for (Future<Integer> f : work) {
+        done += f.get(300, TimeUnit.SECONDS);
+      }
+      threads.shutdown();
+      long hits = cached.server().cache().hits() - hitsBefore;
+      System.out.printf(
+          "[JwtLoginIT] cache on, two subjects: %d queries, %d foreign or missing rows, %d hits%n",
+          done, foreign.get(), hits);
+      assertThat(done).isEqualTo(queries / 4 * 4);
+      assertThat(foreign.get()).isZero();
+      assertThat(hits).as("served by the cache").isGreaterThan(done / 2);
+    }
+  }
+
   @Test
   void eachSubjectSeesOnlyItsRowsThroughSharedServerConnections() throws Exception {
     int subjects = 50;
