@@ -91,6 +91,11 @@ public final class ResultCache implements AutoCloseable {
     public boolean cacheable() {
       return refusal == null;
     }
+
+    /** Not waiting for a catalog look-up: the same text gets the same verdict for a while. */
+    boolean lasting() {
+      return refusal == null || !refusal.endsWith("not looked up yet");
+    }
   }
 
   /** A miss being run: what its reply will be stored under, and the counters it started from. */
@@ -144,6 +149,10 @@ public final class ResultCache implements AutoCloseable {
   private final Cache<Key, Entry> entries;
   private final Cache<String, CacheSql.Analysis> analyses =
       Caffeine.newBuilder().maximumSize(10_000).build();
+  // Final verdicts by database, search path and text: a hit does not lex its text again. Only
+  // verdicts that no look-up can change soon are kept, and not longer than a minute.
+  private final Cache<String, Plan> plans =
+      Caffeine.newBuilder().maximumSize(10_000).expireAfterWrite(Duration.ofMinutes(1)).build();
   private final Map<String, RelationNames> names = new ConcurrentHashMap<>();
   private final Map<String, AtomicLong> generations = new ConcurrentHashMap<>();
   private final Map<String, AtomicLong> epochs = new ConcurrentHashMap<>();
@@ -228,6 +237,19 @@ public final class ResultCache implements AutoCloseable {
    * name or function the catalog has not told about yet refuses, and is looked up for next time.
    */
   public Plan plan(String database, String searchPath, String sql) {
+    String key = database + '\0' + searchPath + '\0' + sql;
+    Plan known = plans.getIfPresent(key);
+    if (known != null) {
+      return known;
+    }
+    Plan made = makePlan(database, searchPath, sql);
+    if (made.lasting()) {
+      plans.put(key, made);
+    }
+    return made;
+  }
+
+  private Plan makePlan(String database, String searchPath, String sql) {
     CacheSql.Analysis a = analysis(sql);
     if (a.denied() != null) {
       return Plan.refused(a.denied());

@@ -203,11 +203,14 @@ public final class PrometheusMetrics implements ProxyMetrics {
             "cryoproxy_cache_bypasses_total",
             "Requests the result cache did not look up, by reason",
             "reason");
+    cacheBypasses.labelValues("listener_down"); // exported from 0, like every fixed reason
     cacheEvictions =
         counter(
             "cryoproxy_cache_evictions_total",
             "Result cache entries removed by the size bound or their TTL",
             "cause");
+    cacheEvictions.labelValues("size");
+    cacheEvictions.labelValues("expired");
     cacheInvalidations =
         counter(
             "cryoproxy_cache_invalidations_total",
