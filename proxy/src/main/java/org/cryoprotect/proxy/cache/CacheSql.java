@@ -119,6 +119,44 @@ public final class CacheSql {
     }
   }
 
+  /**
+   * A cheap first look: whether the text starts (after blanks and comments) with SELECT, WITH,
+   * VALUES, TABLE or a parenthesis. Writes and commands are turned away before anything costlier.
+   */
+  public static boolean looksLikeRead(String sql) {
+    int i = 0;
+    int n = sql.length();
+    while (i < n) {
+      char c = sql.charAt(i);
+      if (Character.isWhitespace(c)) {
+        i++;
+      } else if (c == '-' && i + 1 < n && sql.charAt(i + 1) == '-') {
+        int eol = sql.indexOf('\n', i);
+        i = eol < 0 ? n : eol + 1;
+      } else if (c == '/' && i + 1 < n && sql.charAt(i + 1) == '*') {
+        int end = commentEnd(sql, i);
+        if (end < 0) {
+          return false;
+        }
+        i = end;
+      } else {
+        break;
+      }
+    }
+    if (i < n && sql.charAt(i) == '(') {
+      return true;
+    }
+    for (String word : READ_STARTS) {
+      if (sql.regionMatches(true, i, word, 0, word.length())
+          && (i + word.length() == n
+              || !Character.isLetterOrDigit(sql.charAt(i + word.length()))
+                  && sql.charAt(i + word.length()) != '_')) {
+        return true;
+      }
+    }
+    return false;
+  }
+
   public static Analysis analyze(String sql) {
     List<Token> tokens = new ArrayList<>();
     Hint[] hint = {Hint.NONE};

@@ -17,6 +17,7 @@ import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.atomic.AtomicLongArray;
 import java.util.concurrent.atomic.LongAdder;
 import java.util.function.Function;
 import org.cryoprotect.proxy.config.ProxyConfig;
@@ -159,6 +160,13 @@ public final class ResultCache implements AutoCloseable {
   private final Set<String> listening = ConcurrentHashMap.newKeySet(); // invalidations arrive
   private final Map<Key, List<Runnable>> flights = new ConcurrentHashMap<>();
   private final Map<String, LongAdder[]> perRule = new ConcurrentHashMap<>(); // hits, misses
+  // The doorkeeper: a request is planned, recorded and stored only when it was seen before (two
+  // bits of a 2^20-bit set, cleared after 2^19 marks). A stream of one-off texts then costs a hash
+  // each, not a lexer pass, a copy of its reply and an entry that only pushes useful ones out.
+  private static final int SEEN_BITS = 1 << 20;
+  private final AtomicLongArray seen = new AtomicLongArray(SEEN_BITS / 64);
+  private final AtomicLong marks = new AtomicLong();
+  private final Map<String, String> contexts = new ConcurrentHashMap<>(); // one copy of each
   private final LongAdder hits = new LongAdder();
   private final LongAdder misses = new LongAdder();
   private final LongAdder stores = new LongAdder();
@@ -220,9 +228,65 @@ public final class ResultCache implements AutoCloseable {
     return !listening.contains(database);
   }
 
+  /**
+   * What an entry holds on the heap: its reply and request text (a Latin-1 string: a byte a char,
+   * two for other text) and about 240 bytes of objects (key, entry, their arrays, Caffeine's node
+   * and table slot); the context string is shared by all entries of the same sessions' settings.
+   */
   private static int weight(Key k, Entry e) {
-    long w = e.reply().length + 2L * (k.context().length() + k.request().length()) + 96;
+    long w = e.reply().length + 2L * k.request().length() + 8L * e.relations().length + 240;
     return (int) Math.min(Integer.MAX_VALUE, w);
+  }
+
+  /** The one copy of a context string, so that entries of many sessions share it. */
+  public String context(String made) {
+    String known = contexts.get(made);
+    if (known != null) {
+      return known;
+    }
+    if (contexts.size() > 10_000) {
+      contexts.clear(); // many distinct settings (a token per session): sharing helps little
+    }
+    contexts.putIfAbsent(made, made);
+    return contexts.get(made);
+  }
+
+  /**
+   * Whether {@code key} was asked for before (or is stored): a request seen for the first time is
+   * not planned or recorded, only marked, so that one-off texts cost next to nothing.
+   */
+  public boolean seenBefore(Key key) {
+    int h = key.context().hashCode() * 31 + key.request().hashCode();
+    int a = (h ^ (h >>> 16)) & (SEEN_BITS - 1);
+    int b = ((h * 0x9E3779B9) >>> 12) & (SEEN_BITS - 1);
+    boolean known = isSet(a) && isSet(b);
+    if (!known) {
+      set(a);
+      set(b);
+      if (marks.incrementAndGet() >= SEEN_BITS / 2) {
+        marks.set(0);
+        for (int i = 0; i < seen.length(); i++) {
+          seen.set(i, 0);
+        }
+      }
+      known = entries.asMap().containsKey(key);
+    }
+    return known;
+  }
+
+  private boolean isSet(int bit) {
+    return (seen.get(bit >>> 6) & (1L << bit)) != 0;
+  }
+
+  private void set(int bit) {
+    long mask = 1L << bit;
+    seen.getAndUpdate(bit >>> 6, v -> v | mask);
+  }
+
+  /** A request seen for the first time: a miss that is not recorded. */
+  public void unseen() {
+    misses.increment();
+    metrics.cacheMiss();
   }
 
   // ---------------------------------------------------------------- planning
@@ -429,9 +493,8 @@ public final class ResultCache implements AutoCloseable {
    */
   public boolean mayWrite(String database, String sql) {
     ReadClassifier.Classification c = ReadClassifier.classify(sql);
-    return c.kind() != ReadClassifier.Kind.READ
-        || analysis(sql).opaque()
-        || writingFunction(database, c.functions());
+    // DO, CALL and EXECUTE are never READ: a read's text is not lexed again here
+    return c.kind() != ReadClassifier.Kind.READ || writingFunction(database, c.functions());
   }
 
   /**

@@ -11,6 +11,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
 import java.util.function.Supplier;
+import org.cryoprotect.proxy.cache.CacheSql;
 import org.cryoprotect.proxy.cache.ResultCache;
 import org.cryoprotect.proxy.cache.ResultCache.Key;
 import org.cryoprotect.proxy.cache.ResultCache.Plan;
@@ -102,11 +103,18 @@ final class CachedReads {
     if (request == null) {
       return Outcome.PROCEED;
     }
+    if (!CacheSql.looksLikeRead(request.sql)) {
+      return Outcome.PROCEED; // a write or a command: nothing to look up
+    }
+    Key key = new Key(context(), request.key);
+    if (!cache.seenBefore(key)) {
+      cache.unseen();
+      return Outcome.PROCEED;
+    }
     Plan plan = cache.plan(database, searchPath(), request.sql);
     if (!plan.cacheable()) {
       return Outcome.PROCEED;
     }
-    Key key = new Key(context(), request.key);
     byte[] reply = cache.lookup(key, database);
     if (reply != null && (request.parse == null || statements.canAdopt(request.parse))) {
       answer(ctx, backlog, request, reply);
@@ -154,7 +162,7 @@ final class CachedReads {
     Map<String, String> now = settings.get();
     if (now != contextOf) {
       contextOf = now;
-      context = ResultCache.context(database, role, now);
+      context = cache.context(ResultCache.context(database, role, now));
     }
     return context;
   }

@@ -51,6 +51,18 @@ class CacheSqlTest {
   }
 
   @Test
+  void aFirstLookTurnsWritesAway() {
+    assertThat(CacheSql.looksLikeRead("  /* c */ -- x\n select 1")).isTrue();
+    assertThat(CacheSql.looksLikeRead("WITH x AS (SELECT 1) SELECT * FROM x")).isTrue();
+    assertThat(CacheSql.looksLikeRead("(SELECT 1)")).isTrue();
+    assertThat(CacheSql.looksLikeRead("TABLE t")).isTrue();
+    assertThat(CacheSql.looksLikeRead("UPDATE t SET v = 1")).isFalse();
+    assertThat(CacheSql.looksLikeRead("selected")).isFalse();
+    assertThat(CacheSql.looksLikeRead("select_x()")).isFalse();
+    assertThat(CacheSql.looksLikeRead("BEGIN")).isFalse();
+  }
+
+  @Test
   void hintsAndShapes() {
     Analysis a = CacheSql.analyze("/* cryoproxy:cache ttl=30s */ SELECT 1");
     assertThat(a.hint()).isEqualTo(Hint.CACHE);
