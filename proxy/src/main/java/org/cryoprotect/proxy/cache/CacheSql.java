@@ -157,6 +157,18 @@ public final class CacheSql {
     return false;
   }
 
+  /**
+   * A read that cannot write, seen without lexing: it looks like a read, does not start with WITH
+   * (a CTE may write), and has no parenthesis (so no function call) and no semicolon (so no second
+   * statement). {@code SELECT ... INTO} makes a new table, which nothing cached reads.
+   */
+  public static boolean plainRead(String sql) {
+    return sql.indexOf('(') < 0
+        && sql.indexOf(';') < 0
+        && looksLikeRead(sql)
+        && !sql.stripLeading().regionMatches(true, 0, "with", 0, 4);
+  }
+
   public static Analysis analyze(String sql) {
     List<Token> tokens = new ArrayList<>();
     Hint[] hint = {Hint.NONE};

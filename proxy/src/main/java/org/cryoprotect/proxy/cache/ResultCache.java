@@ -492,6 +492,9 @@ public final class ResultCache implements AutoCloseable {
    * when its transaction ends. Plain reads (pgbench's SELECT) say no at the cost of a look-up.
    */
   public boolean mayWrite(String database, String sql) {
+    if (CacheSql.plainRead(sql)) {
+      return false; // pgbench's SELECT: no call, no second statement, no CTE
+    }
     ReadClassifier.Classification c = ReadClassifier.classify(sql);
     // DO, CALL and EXECUTE are never READ: a read's text is not lexed again here
     return c.kind() != ReadClassifier.Kind.READ || writingFunction(database, c.functions());

@@ -77,7 +77,8 @@ public final class PrometheusMetrics implements ProxyMetrics {
   private final Counter retries;
   private final Counter replays;
   private final Counter probes;
-  private final Counter cacheRequests;
+  private final CounterDataPoint cacheHits;
+  private final CounterDataPoint cacheMisses;
   private final Counter cacheBypasses;
   private final Counter cacheEvictions;
   private final Counter cacheInvalidations;
@@ -191,13 +192,13 @@ public final class PrometheusMetrics implements ProxyMetrics {
             "Health probes per node and result (ok, failed)",
             "node",
             "result");
-    cacheRequests =
+    Counter cacheRequests =
         counter(
             "cryoproxy_cache_requests_total",
             "Cacheable requests by result: hit (answered from the cache) or miss",
             "result");
-    cacheRequests.labelValues("hit");
-    cacheRequests.labelValues("miss");
+    cacheHits = cacheRequests.labelValues("hit");
+    cacheMisses = cacheRequests.labelValues("miss");
     cacheBypasses =
         counter(
             "cryoproxy_cache_bypasses_total",
@@ -347,12 +348,12 @@ public final class PrometheusMetrics implements ProxyMetrics {
 
   @Override
   public void cacheHit() {
-    cacheRequests.labelValues("hit").inc();
+    cacheHits.inc();
   }
 
   @Override
   public void cacheMiss() {
-    cacheRequests.labelValues("miss").inc();
+    cacheMisses.inc();
   }
 
   @Override

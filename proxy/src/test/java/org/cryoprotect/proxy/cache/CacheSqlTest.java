@@ -60,6 +60,11 @@ class CacheSqlTest {
     assertThat(CacheSql.looksLikeRead("selected")).isFalse();
     assertThat(CacheSql.looksLikeRead("select_x()")).isFalse();
     assertThat(CacheSql.looksLikeRead("BEGIN")).isFalse();
+    assertThat(CacheSql.plainRead("SELECT abalance FROM pgbench_accounts WHERE aid = 5")).isTrue();
+    assertThat(CacheSql.plainRead("SELECT my_write()")).isFalse();
+    assertThat(CacheSql.plainRead("SELECT 1; DELETE FROM t")).isFalse();
+    assertThat(CacheSql.plainRead(" with u AS (DELETE FROM t RETURNING 1) SELECT 1")).isFalse();
+    assertThat(CacheSql.plainRead("UPDATE t SET v = 1")).isFalse();
   }
 
   @Test
