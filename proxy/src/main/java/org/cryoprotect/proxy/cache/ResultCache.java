@@ -161,8 +161,9 @@ public final class ResultCache implements AutoCloseable {
   private final Map<Key, List<Runnable>> flights = new ConcurrentHashMap<>();
   private final Map<String, LongAdder[]> perRule = new ConcurrentHashMap<>(); // hits, misses
   // The doorkeeper: a request is planned, recorded and stored only when it was seen before (two
-  // bits of a 2^20-bit set, cleared after 2^19 marks). A stream of one-off texts then costs a hash
-  // each, not a lexer pass, a copy of its reply and an entry that only pushes useful ones out.
+  // bits of a 2^20-bit set, cleared after 2^17 marks, when about 5 % of new requests pass for
+  // seen). A stream of one-off texts then costs a hash each, not a lexer pass, a copy of its reply
+  // and an entry that only pushes useful ones out.
   private static final int SEEN_BITS = 1 << 20;
   private final AtomicLongArray seen = new AtomicLongArray(SEEN_BITS / 64);
   private final AtomicLong marks = new AtomicLong();
@@ -252,8 +253,8 @@ public final class ResultCache implements AutoCloseable {
   }
 
   /**
-   * Whether {@code key} was asked for before (or is stored): a request seen for the first time is
-   * not planned or recorded, only marked, so that one-off texts cost next to nothing.
+   * Whether {@code key} was asked for before: a request seen for the first time is not planned or
+   * recorded, only marked, so that one-off texts cost next to nothing.
    */
   public boolean seenBefore(Key key) {
     int h = key.context().hashCode() * 31 + key.request().hashCode();
@@ -263,15 +264,14 @@ public final class ResultCache implements AutoCloseable {
     if (!known) {
       set(a);
       set(b);
-      if (marks.incrementAndGet() >= SEEN_BITS / 2) {
+      if (marks.incrementAndGet() >= SEEN_BITS / 8) {
         marks.set(0);
         for (int i = 0; i < seen.length(); i++) {
           seen.set(i, 0);
         }
       }
-      known = entries.asMap().containsKey(key);
     }
-    return known;
+    return known; // a stored request not seen since a clearing is a miss once more
   }
 
   private boolean isSet(int bit) {
