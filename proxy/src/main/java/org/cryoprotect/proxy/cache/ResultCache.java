@@ -148,12 +148,11 @@ public final class ResultCache implements AutoCloseable {
   private final Catalogs catalogs;
   private final Map<String, CacheRule> rules = new LinkedHashMap<>(); // by schema.table
   private final Cache<Key, Entry> entries;
-  private final Cache<String, CacheSql.Analysis> analyses =
-      Caffeine.newBuilder().maximumSize(10_000).build();
   // Final verdicts by database, search path and text: a hit does not lex its text again. Only
-  // verdicts that no look-up can change soon are kept, and not longer than a minute.
+  // verdicts that no look-up can change soon are kept, not longer than a minute, and few: they
+  // are memory outside max_size (a text is planned only the second time it is seen).
   private final Cache<String, Plan> plans =
-      Caffeine.newBuilder().maximumSize(10_000).expireAfterWrite(Duration.ofMinutes(1)).build();
+      Caffeine.newBuilder().maximumSize(2_000).expireAfterWrite(Duration.ofMinutes(1)).build();
   private final Map<String, RelationNames> names = new ConcurrentHashMap<>();
   private final Map<String, AtomicLong> generations = new ConcurrentHashMap<>();
   private final Map<String, AtomicLong> epochs = new ConcurrentHashMap<>();
@@ -291,8 +290,8 @@ public final class ResultCache implements AutoCloseable {
 
   // ---------------------------------------------------------------- planning
 
-  private CacheSql.Analysis analysis(String sql) {
-    return analyses.get(sql, CacheSql::analyze);
+  private static CacheSql.Analysis analysis(String sql) {
+    return CacheSql.analyze(sql);
   }
 
   /**

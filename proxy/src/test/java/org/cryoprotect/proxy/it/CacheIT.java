@@ -518,6 +518,55 @@ class CacheIT {
     assertThat(maxSeen).isGreaterThan(cache(proxy).maxSize() / 2); // it did fill up
   }
 
+  /**
+   * Acceptance 6, the heap: a proxy with an 8 MB cache filled past its bound by unique replies
+   * holds about that much more heap (its weigher counts the objects, not only the reply bytes), and
+   * gives it back when flushed.
+   */
+  @Test
+  void theHeapFollowsTheSizeBound() throws Exception {
+    String yaml =
+        "pool: { mode: transaction, size: 2, wait_timeout: 20s }\n"
+            + RULES.replace("max_size: 1mb", "max_size: 8mb")
+            + RunningProxy.database("app", "cacheapp", "127.0.0.1", pg.primary().port());
+    try (RunningProxy sized = RunningProxy.start(yaml)) {
+      awaitListening(sized);
+      long before = heapAfterGc();
+      try (WireClient c = login(sized, "postgres")) {
+        for (int i = 0; i < 9_000; i++) {
+          String sql = "SELECT id, pad, " + i + " AS n FROM big WHERE id = " + (i % 6_000 + 1);
+          c.ask(sql);
+          c.ask(sql);
+        }
+      }
+      long full = heapAfterGc();
+      long bytes = cache(sized).bytes();
+      long entries = cache(sized).entryCount();
+      cache(sized).flush(null, ResultCache.SOURCE_ADMIN);
+      long flushed = heapAfterGc();
+      System.out.printf(
+          "[CacheIT] 8 MB cache, 9,000 unique ~1 kB replies: %d entries, %d bytes by the weigher;"
+              + " heap +%.1f MB full, +%.1f MB after a flush%n",
+          entries, bytes, (full - before) / 1e6, (flushed - before) / 1e6);
+      long max = cache(sized).maxSize();
+      assertThat(bytes).isLessThanOrEqualTo(max + cache(sized).maxEntrySize());
+      assertThat(bytes).isGreaterThan(max / 2);
+      // the store's entries, plus its bounded planning caches and the test's own garbage
+      assertThat(full - before).isLessThan(max + max / 2 + (4L << 20));
+      assertThat(full - flushed).as("freed by the flush").isGreaterThan(max / 2);
+    }
+  }
+
+  static long heapAfterGc() throws InterruptedException {
+    java.lang.management.MemoryMXBean memory =
+        java.lang.management.ManagementFactory.getMemoryMXBean();
+    for (int i = 0; i < 3; i++) {
+      System.gc();
+      Thread.sleep(100);
+    }
+    return memory.getHeapMemoryUsage().getUsed();
+  }
+
   /** Concurrent identical misses run once on the server; the others are served its reply. */
   @Test
   void identicalConcurrentMissesRunOnce() throws Exception {
