@@ -103,11 +103,12 @@ class MigrateIT {
             "applied 2 auth",
             "applied 3 audit",
             "applied 4 cache invalidation",
+            "applied 5 cryoprotect",
             "claims key stored")
         .doesNotContain("database same"); // the same database on the same node: once
     Run second = migrate("--config", config.toString());
     assertThat(second.exit()).as(second.err()).isZero();
-    assertThat(second.out()).contains("up to date at version 4").doesNotContain("applied");
+    assertThat(second.out()).contains("up to date at version 5").doesNotContain("applied");
 
     List<List<String>> roles =
         pg.primary()
@@ -207,8 +208,12 @@ class MigrateIT {
     assertThat(first.exit()).as(first.err()).isZero();
     assertThat(first.out())
         .contains(
-            "applied 1 roles", "applied 2 auth", "applied 3 audit", "applied 4 cache invalidation");
-    assertThat(migrate("--config", config.toString()).out()).contains("up to date at version 4");
+            "applied 1 roles",
+            "applied 2 auth",
+            "applied 3 audit",
+            "applied 4 cache invalidation",
+            "applied 5 cryoprotect");
+    assertThat(migrate("--config", config.toString()).out()).contains("up to date at version 5");
     assertThat(pg.primary().sql("existing_app", "SELECT id FROM orders"))
         .containsExactly(List.of("7"));
   }

@@ -117,10 +117,14 @@ class CliIT {
     Result first = run("migrate", "--config", config.toString());
     assertThat(first.exit()).as(first.err()).isZero();
     assertThat(first.out())
-        .contains("applied 1 roles", "applied 3 audit", "applied 4 cache invalidation");
+        .contains(
+            "applied 1 roles",
+            "applied 3 audit",
+            "applied 4 cache invalidation",
+            "applied 5 cryoprotect");
     Result again = run("migrate", "--config", config.toString());
     assertThat(again.exit()).as(again.err()).isZero();
-    assertThat(again.out()).contains("up to date at version 4");
+    assertThat(again.out()).contains("up to date at version 5");
   }
 
   @Test

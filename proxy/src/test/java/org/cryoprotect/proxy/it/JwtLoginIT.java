@@ -115,6 +115,7 @@ class JwtLoginIT {
         .sql(
             "jwtapp",
             "ALTER ROLE authenticated PASSWORD 'auth-pw';"
+                + " ALTER ROLE anon PASSWORD 'anon-pw';"
                 + " ALTER ROLE service_read PASSWORD 'read-pw';"
                 + " ALTER ROLE service_write PASSWORD 'write-pw';"
                 + " CREATE TABLE notes (owner uuid NOT NULL, body text NOT NULL);"
@@ -137,7 +138,7 @@ class JwtLoginIT {
                 + "', 'b3')");
     Files.writeString(
         dir.resolve("users.txt"),
-        "\"authenticated\" \"auth-pw\"\n\"service_read\" \"read-pw\"\n"
+        "\"authenticated\" \"auth-pw\"\n\"anon\" \"anon-pw\"\n\"service_read\" \"read-pw\"\n"
             + "\"service_write\" \"write-pw\"\n");
     proxy =
         RunningProxy.start(
@@ -163,6 +164,7 @@ class JwtLoginIT {
                 + "\n"
                 + "    roles:\n"
                 + "      authenticated: authenticated\n"
+                + "      anon: anon\n"
                 + "      service_role:\n"
                 + "        - { scope: \"cryo:write\", role: service_write }\n"
                 + "        - { scope: \"cryo:read\", role: service_read }\n"
@@ -226,6 +228,276 @@ class JwtLoginIT {
    * The acceptance scale: 50 subjects in 200 client connections over 5 server connections, 100,000
    * queries through transaction pooling, each answered with exactly its own subject's rows.
    */
+  /** The CryoProtect tables (V5), in the order the access matrix lists them. */
+  static final List<String> CRYOPROTECT_TABLES =
+      List.of(
+          "molecules",
+          "mixtures",
+          "experiments",
+          "mixture_components",
+          "molecular_properties",
+          "predictions",
+          "molecule_experiments",
+          "molecule_proteins",
+          "toxicity_results",
+          "toxicity_assays",
+          "toxicity_endpoints");
+
+  static final Set<String> REFERENCE_TABLES = Set.of("toxicity_assays", "toxicity_endpoints");
+
+  /**
+   * Issue #16's access matrix, through the proxy with JWT logins: for every CryoProtect table and
+   * each of anon, two authenticated subjects, service_read and service_write, what SELECT, INSERT,
+   * UPDATE and DELETE do. Rows: one public (no owner), one of A, one of B, and unrelated private
+   * rows of a third user. Expected, as the README's matrix says:
+   *
+   * <ul>
+   *   <li>SELECT: anon the public row; A and B the public row and their own; the service roles all.
+   *   <li>INSERT of a row owned by oneself: authenticated yes (not into the reference tables, and
+   *       never a row owned by another: 42501), service_write yes, anon and service_read 42501.
+   *   <li>UPDATE and DELETE: authenticated its own row only (the reference tables: 42501),
+   *       service_write every row, anon and service_read 42501.
+   * </ul>
+   */
+  @Test
+  void theCryoProtectAccessMatrixHolds() throws Exception {
+    String c = "3f0e3c2a-9d1b-4c55-8a7e-1b2c3d4e5f60";
+    pg.primary()
+        .sql(
+            "jwtapp",
+            String.join(
+                ";\n",
+                "INSERT INTO molecules (id, name, is_public, created_by) VALUES"
+                    + " ('00000000-0000-0000-0000-0000000000a0', 'public', true, NULL),"
+                    + " ('00000000-0000-0000-0000-0000000000a1', 'of a', false, '"
+                    + A
+                    + "'),"
+                    + " ('00000000-0000-0000-0000-0000000000a2', 'of b', false, '"
+                    + B
+                    + "')",
+                "INSERT INTO molecules (id, name, is_public, created_by) SELECT md5('extra-' || i)::uuid,"
+                    + " 'extra ' || i, false,"
+                    + " '"
+                    + c
+                    + "' FROM generate_series(1, 20) i",
+                "INSERT INTO mixtures (id, name, is_public, created_by) VALUES"
+                    + " ('00000000-0000-0000-0000-0000000000b0', 'public', true, NULL),"
+                    + " ('00000000-0000-0000-0000-0000000000b1', 'of a', false, '"
+                    + A
+                    + "'),"
+                    + " ('00000000-0000-0000-0000-0000000000b2', 'of b', false, '"
+                    + B
+                    + "')",
+                "INSERT INTO experiments (id, name, is_public, created_by) VALUES"
+                    + " ('00000000-0000-0000-0000-0000000000c0', 'public', true, NULL),"
+                    + " ('00000000-0000-0000-0000-0000000000c1', 'of a', false, '"
+                    + A
+                    + "'),"
+                    + " ('00000000-0000-0000-0000-0000000000c2', 'of b', false, '"
+                    + B
+                    + "')",
+                children(
+                    "mixture_components (mixture_id, molecule_id, concentration, unit,"
+                        + " created_by)",
+                    "'00000000-0000-0000-0000-0000000000b%1$s',"
+                        + " '00000000-0000-0000-0000-0000000000a%1$s', 1, 'M', %2$s"),
+                children(
+                    "molecular_properties (molecule_id, property_name, created_by)",
+                    "'00000000-0000-0000-0000-0000000000a%1$s', 'logP', %2$s"),
+                children(
+                    "predictions (molecule_id, model_name, property_name, predicted_value,"
+                        + " created_by)",
+                    "'00000000-0000-0000-0000-0000000000a%1$s', 'm', 'p', 1," + " %2$s"),
+                children(
+                    "molecule_experiments (molecule_id, experiment_id, created_by)",
+                    "'00000000-0000-0000-0000-0000000000a%1$s',"
+                        + " '00000000-0000-0000-0000-0000000000c%1$s', %2$s"),
+                children(
+                    "molecule_proteins (molecule_id, uniprot_id, created_by)",
+                    "'00000000-0000-0000-0000-0000000000a%1$s', 'P%1$s', %2$s"),
+                "INSERT INTO toxicity_assays (name, source) VALUES ('matrix', 'test')",
+                "INSERT INTO toxicity_endpoints (assay_id, name) SELECT id, 'ld50' FROM"
+                    + " toxicity_assays WHERE name = 'matrix'",
+                children(
+                    "toxicity_results (molecule_id, endpoint_id, value, active, created_by)",
+                    "'00000000-0000-0000-0000-0000000000a%1$s', (SELECT id FROM"
+                        + " toxicity_endpoints WHERE name = 'ld50'), 1, true, %2$s")));
+    Map<String, Long> total = new LinkedHashMap<>();
+    for (String t : CRYOPROTECT_TABLES) {
+      total.put(
+          t, Long.parseLong(pg.primary().sql("jwtapp", "SELECT count(*) FROM " + t).get(0).get(0)));
+    }
+    Map<String, String> tokens = new LinkedHashMap<>();
+    tokens.put("anon", token(privateKey, b -> b.withSubject("anon").withClaim("role", "anon")));
+    tokens.put("a", user(A));
+    tokens.put("b", user(B));
+    tokens.put(
+        "service_read",
+        token(
+            privateKey,
+            b ->
+                b.withSubject(A)
+                    .withClaim("role", "service_role")
+                    .withClaim("scope", "cryo:read")));
+    tokens.put(
+        "service_write",
+        token(
+            privateKey,
+            b ->
+                b.withSubject(A)
+                    .withClaim("role", "service_role")
+                    .withClaim("scope", "cryo:write")));
+    List<String> wrong = new ArrayList<>();
+    int checks = 0;
+    for (Map.Entry<String, String> who : tokens.entrySet()) {
+      String p = who.getKey();
+      String uid = p.equals("a") ? A : p.equals("b") ? B : null;
+      boolean user = uid != null;
+      boolean writer = p.equals("service_write");
+      boolean service = p.startsWith("service");
+      try (Connection conn = login(who.getValue())) {
+        int n = 0;
+        for (String t : CRYOPROTECT_TABLES) {
+          boolean reference = REFERENCE_TABLES.contains(t);
+          long all = total.get(t);
+          // SELECT
+          String select = reference || service ? String.valueOf(all) : user ? "2" : "1";
+          checks += expect(wrong, conn, p, t, "select", "SELECT count(*) FROM " + t, select);
+          // INSERT of a row owned by the principal
+          String owner = uid == null ? "NULL" : "'" + uid + "'";
+          String insert = insertInto(t, owner, ++n);
+          String inserted = writer || user && !reference ? "1" : "42501";
+          checks += expect(wrong, conn, p, t, "insert", insert, inserted);
+          if (user && !reference) {
+            String forOther = insertInto(t, "'" + (p.equals("a") ? B : A) + "'", ++n + 50_000);
+            checks += expect(wrong, conn, p, t, "insert for another", forOther, "42501");
+          }
+          // UPDATE and DELETE of every row the principal can reach
+          String set = reference ? "name = name" : "created_by = created_by";
+          String changed = writer ? String.valueOf(all) : user && !reference ? "1" : "42501";
+          checks += expect(wrong, conn, p, t, "update", "UPDATE " + t + " SET " + set, changed);
+          checks += expect(wrong, conn, p, t, "delete", "DELETE FROM " + t, changed);
+        }
+      }
+    }
+    System.out.printf(
+        "[JwtLoginIT] CryoProtect access matrix: %d checks over %d tables and 5 principals, %d"
+            + " wrong%n",
+        checks, CRYOPROTECT_TABLES.size(), wrong.size());
+    assertThat(wrong).isEmpty();
+  }
+
+  /** Three rows of a child table: of the public parent (no owner), of A's, of B's. */
+  static String children(String table, String valuesFormat) {
+    List<String> rows = new ArrayList<>();
+    String[] owners = {"NULL", "'" + A + "'", "'" + B + "'"};
+    for (int i = 0; i < 3; i++) {
+      rows.add("(" + String.format(valuesFormat, i, owners[i]) + ")");
+    }
+    return "INSERT INTO " + table + " VALUES " + String.join(", ", rows);
+  }
+
+  /** One new row for {@code table}, owned by {@code owner} (SQL), unique by {@code k}. */
+  static String insertInto(String table, String owner, int k) {
+    String pub = "'00000000-0000-0000-0000-0000000000a0'";
+    String endpoint = "(SELECT id FROM toxicity_endpoints WHERE name = 'ld50')";
+    return switch (table) {
+      case "molecules" -> "INSERT INTO molecules (name, created_by) VALUES ('new', " + owner + ")";
+      case "mixtures" -> "INSERT INTO mixtures (name, created_by) VALUES ('new', " + owner + ")";
+      case "experiments" ->
+          "INSERT INTO experiments (name, created_by) VALUES ('new', " + owner + ")";
+      case "mixture_components" ->
+          "INSERT INTO mixture_components (mixture_id, molecule_id, concentration, unit,"
+              + " created_by) VALUES ('00000000-0000-0000-0000-0000000000b0', md5('extra-"
+              + (1 + k % 20)
+              + "')::uuid, 1, 'M', "
+              + owner
+              + ")";
+      case "molecular_properties" ->
+          "INSERT INTO molecular_properties (molecule_id, property_name, created_by) VALUES ("
+              + pub
+              + ", 'x', "
+              + owner
+              + ")";
+      case "predictions" ->
+          "INSERT INTO predictions (molecule_id, model_name, property_name, predicted_value,"
+              + " created_by) VALUES ("
+              + pub
+              + ", 'm', 'p', 1, "
+              + owner
+              + ")";
+      case "molecule_experiments" ->
+          "INSERT INTO molecule_experiments (molecule_id, experiment_id, created_by) VALUES"
+              + " (md5('extra-"
+              + (1 + k % 20)
+              + "')::uuid,"
+              + " '00000000-0000-0000-0000-0000000000c0', "
+              + owner
+              + ")";
+      case "molecule_proteins" ->
+          "INSERT INTO molecule_proteins (molecule_id, uniprot_id, created_by) VALUES ("
+              + pub
+              + ", 'Q"
+              + k
+              + "', "
+              + owner
+              + ")";
+      case "toxicity_results" ->
+          "INSERT INTO toxicity_results (molecule_id, endpoint_id, value, active, created_by)"
+              + " VALUES ("
+              + pub
+              + ", "
+              + endpoint
+              + ", 1, true, "
+              + owner
+              + ")";
+      case "toxicity_assays" ->
+          "INSERT INTO toxicity_assays (name, source) VALUES ('a" + k + "', 's')";
+      case "toxicity_endpoints" ->
+          "INSERT INTO toxicity_endpoints (assay_id, name) SELECT id, 'e"
+              + k
+              + "' FROM toxicity_assays WHERE name = 'matrix'";
+      default -> throw new IllegalArgumentException(table);
+    };
+  }
+
+  /**
+   * Runs {@code sql} in a transaction that is rolled back, so every check starts from the same
+   * rows; the outcome is the row count (of a SELECT count(*), or the rows changed) or the SQLSTATE.
+   * Returns 1 (one check) and notes a mismatch in {@code wrong}.
+   */
+  static int expect(
+      List<String> wrong,
+      Connection c,
+      String who,
+      String table,
+      String what,
+      String sql,
+      String expected)
+      throws SQLException {
+    String outcome;
+    c.setAutoCommit(false);
+    try (Statement s = c.createStatement()) {
+      if (s.execute(sql)) {
+        try (ResultSet rs = s.getResultSet()) {
+          rs.next();
+          outcome = rs.getString(1);
+        }
+      } else {
+        outcome = String.valueOf(s.getUpdateCount());
+      }
+    } catch (SQLException e) {
+      outcome = e.getSQLState();
+    } finally {
+      c.rollback();
+      c.setAutoCommit(true);
+    }
+    if (!outcome.equals(expected)) {
+      wrong.add(who + " " + what + " " + table + ": " + outcome + ", expected " + expected);
+    }
+    return 1;
+  }
+
   /**
    * The result cache with JWT logins (issue #15, acceptance 2): two subjects run the same SQL on an
    * RLS table whose policy reads the signed claims, through one proxy with the cache on. The claims
