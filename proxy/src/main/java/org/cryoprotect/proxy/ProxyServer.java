@@ -50,6 +50,7 @@ import org.cryoprotect.proxy.protocol.StartupDecoder;
 import org.cryoprotect.proxy.protocol.backend.ErrorResponse;
 import org.cryoprotect.proxy.protocol.backend.ErrorResponse.Severity;
 import org.cryoprotect.proxy.routing.Router;
+import org.cryoprotect.proxy.views.ViewRefresher;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -69,6 +70,7 @@ public final class ProxyServer implements AutoCloseable {
   private final Audit audit;
   private final ResultCache cache;
   private final List<InvalidationListener> cacheListeners = new ArrayList<>();
+  private final ViewRefresher views;
   private Pools pools;
   private volatile Path configFile;
   private final Channel listener;
@@ -106,6 +108,14 @@ public final class ProxyServer implements AutoCloseable {
       metrics.registerRevocations(revocations::size, revocations::ageSeconds);
       this.audit = config.audit() == null ? Audit.off() : startAudit(config);
       this.cache = startCache(config);
+      this.views =
+          new ViewRefresher(
+                  config.refreshViews(),
+                  name ->
+                      HealthProbes.controlDataSource(
+                          config, config.databases().get(name), "view-refresh"),
+                  metrics)
+              .start();
       router.onNodeFailure(
           guard -> pools.nodeFailed(guard.node(), guard.unavailable(), false),
           node -> pools.nodeFailed(node, router.guard(node).unavailable(), true));
@@ -358,6 +368,7 @@ public final class ProxyServer implements AutoCloseable {
     revocations.close();
     audit.close();
     cacheListeners.forEach(InvalidationListener::close);
+    views.close();
     cache.close();
     terminated.countDown();
     log.info("shut down");

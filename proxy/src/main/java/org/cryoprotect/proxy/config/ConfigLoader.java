@@ -37,6 +37,7 @@ import org.cryoprotect.proxy.config.ProxyConfig.PlaintextPolicy;
 import org.cryoprotect.proxy.config.ProxyConfig.Pool;
 import org.cryoprotect.proxy.config.ProxyConfig.PoolMode;
 import org.cryoprotect.proxy.config.ProxyConfig.ReadYourWrites;
+import org.cryoprotect.proxy.config.ProxyConfig.RefreshView;
 import org.cryoprotect.proxy.config.ProxyConfig.Resilience;
 import org.cryoprotect.proxy.config.ProxyConfig.RoleRule;
 import org.cryoprotect.proxy.config.ProxyConfig.Routing;
@@ -69,7 +70,8 @@ public final class ConfigLoader {
           "resilience",
           "migrate",
           "audit",
-          "cache");
+          "cache",
+          "refresh_views");
   private static final ObjectMapper YAML = new ObjectMapper(new YAMLFactory());
 
   private ConfigLoader() {}
@@ -173,6 +175,7 @@ public final class ConfigLoader {
     migrateNode.rejectUnknownKeys();
     Audit audit = audit(root.child("audit"));
     Cache cache = cache(root.child("cache"));
+    List<RefreshView> refreshViews = refreshViews(root, databases);
     root.rejectUnknownKeys();
     return new ProxyConfig(
         listen,
@@ -188,7 +191,30 @@ public final class ConfigLoader {
         resilience,
         migrate,
         audit,
-        cache);
+        cache,
+        refreshViews);
+  }
+
+  private static List<RefreshView> refreshViews(ConfigNode root, Map<String, Database> databases)
+      throws ConfigException {
+    List<RefreshView> views = new java.util.ArrayList<>();
+    for (ConfigNode v : root.list("refresh_views")) {
+      String database = v.requiredString("database");
+      if (!databases.containsKey(database)) {
+        throw new ConfigException(v.key("database"), "names no configured database: " + database);
+      }
+      String view = v.requiredString("view");
+      if (!QUALIFIED.matcher(view).matches()) {
+        throw new ConfigException(v.key("view"), "expected schema.view, not " + view);
+      }
+      Duration every = v.duration("every", Duration.ofMinutes(5));
+      if (every.compareTo(Duration.ofSeconds(1)) < 0) {
+        throw new ConfigException(v.key("every"), "must be at least 1s");
+      }
+      v.rejectUnknownKeys();
+      views.add(new RefreshView(database, view, every));
+    }
+    return List.copyOf(views);
   }
 
   private static final java.util.regex.Pattern QUALIFIED =

@@ -24,7 +24,8 @@ public record ProxyConfig(
     Resilience resilience,
     Migrate migrate,
     Audit audit,
-    Cache cache) {
+    Cache cache,
+    List<RefreshView> refreshViews) {
 
   /** The pool mode for a client of {@code database} logging in as {@code user}. */
   public PoolMode poolMode(Database database, String user) {
@@ -372,4 +373,10 @@ public record ProxyConfig(
 
   /** Tables as {@code schema.name}, lower case unless they were quoted in the file. */
   public record CacheRule(List<String> tables, Duration ttl) {}
+
+  /**
+   * A materialized view the control plane refreshes CONCURRENTLY every {@code every} (through
+   * {@code cryoproxy.refresh_view}, sql/ V6), on the primary of proxy database {@code database}.
+   */
+  public record RefreshView(String database, String view, Duration every) {}
 }

@@ -85,6 +85,9 @@ public final class PrometheusMetrics implements ProxyMetrics {
   private final Histogram cacheNotifyLag;
   private volatile LongSupplier cacheEntries = () -> 0;
   private volatile LongSupplier cacheBytes = () -> 0;
+  private final Counter viewRefreshes;
+  private final Histogram viewRefreshSeconds;
+  private volatile Supplier<? extends Collection<ViewStats>> views = List::of;
   private final PointsByLabels acquire;
   private final PointsByLabels queries;
   private final PointsByLabels transactions;
@@ -235,6 +238,32 @@ public final class PrometheusMetrics implements ProxyMetrics {
         .help("Bytes the result cache holds (replies and keys)")
         .callback(callback -> callback.call(cacheBytes.getAsLong()))
         .register(registry);
+    viewRefreshes =
+        counter(
+            "cryoproxy_view_refreshes_total",
+            "Materialized-view refresh attempts by result: refreshed, fresh (another instance"
+                + " refreshed it lately), busy (another instance is refreshing it), failed",
+            "view",
+            "result");
+    viewRefreshSeconds =
+        histogram(
+            "cryoproxy_view_refresh_seconds",
+            "Duration of materialized-view refreshes this instance did",
+            DURATION_BUCKETS,
+            "view");
+    GaugeWithCallback.builder()
+        .name("cryoproxy_view_refresh_age_seconds")
+        .help("Seconds since any instance last refreshed the view")
+        .labelNames("view")
+        .callback(callback -> views.get().forEach(v -> callback.call(v.ageSeconds(), v.view())))
+        .register(registry);
+    GaugeWithCallback.builder()
+        .name("cryoproxy_view_refresh_interval_seconds")
+        .help("The configured refresh interval of the view (refresh_views[].every)")
+        .labelNames("view")
+        .callback(
+            callback -> views.get().forEach(v -> callback.call(v.intervalSeconds(), v.view())))
+        .register(registry);
     acquire =
         new PointsByLabels(
             histogram(
@@ -374,6 +403,24 @@ public final class PrometheusMetrics implements ProxyMetrics {
   @Override
   public void cacheNotifyLag(long nanos) {
     cacheNotifyLag.observe(Unit.nanosToSeconds(Math.max(0, nanos)));
+  }
+
+  @Override
+  public void viewRefresh(String view, String result, long nanos) {
+    viewRefreshes.labelValues(label(view), label(result)).inc();
+    if ("refreshed".equals(result)) {
+      viewRefreshSeconds.labelValues(label(view)).observe(Unit.nanosToSeconds(nanos));
+    }
+  }
+
+  @Override
+  public void registerViews(Supplier<? extends Collection<ViewStats>> views) {
+    this.views = views;
+    for (ViewStats v : views.get()) {
+      for (String result : List.of("refreshed", "fresh", "busy", "failed")) {
+        viewRefreshes.labelValues(label(v.view()), result); // every result exported from 0
+      }
+    }
   }
 
   @Override

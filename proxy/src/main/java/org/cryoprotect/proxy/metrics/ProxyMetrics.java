@@ -164,4 +164,13 @@ public interface ProxyMetrics {
 
   /** Result cache: entries and bytes, read at scrape time. */
   default void registerCache(LongSupplier entries, LongSupplier bytes) {}
+
+  /**
+   * A materialized-view refresh attempt ended: {@code result} refreshed, fresh (another instance
+   * refreshed it lately), busy (another instance is refreshing it) or failed.
+   */
+  default void viewRefresh(String view, String result, long nanos) {}
+
+  /** The refreshed views' ages and intervals, read at scrape time. */
+  default void registerViews(Supplier<? extends Collection<ViewStats>> views) {}
 }

@@ -73,6 +73,27 @@ class ConfigLoaderTest {
   }
 
   @Test
+  void refreshViewsNameAConfiguredDatabase() throws Exception {
+    assertThat(ConfigLoader.load(write(MINIMAL), Map.of()).refreshViews()).isEmpty();
+    String db = ConfigLoader.load(write(MINIMAL), Map.of()).databases().keySet().iterator().next();
+    ProxyConfig config =
+        ConfigLoader.load(
+            write(
+                MINIMAL
+                    + "refresh_views:\n  - { database: "
+                    + db
+                    + ", view: public.toxicity_summary, every: 30s }\n"),
+            Map.of());
+    assertThat(config.refreshViews().get(0).every()).isEqualTo(java.time.Duration.ofSeconds(30));
+    assertThatThrownBy(
+            () ->
+                ConfigLoader.load(
+                    write(MINIMAL + "refresh_views:\n  - { database: nope, view: public.v }\n"),
+                    Map.of()))
+        .hasMessageContaining("refresh_views[0].database");
+  }
+
+  @Test
   void theCacheSectionIsReadAndChecked() throws Exception {
     ProxyConfig off = ConfigLoader.load(write(MINIMAL), Map.of());
     assertThat(off.cache().enabled()).isFalse();

@@ -121,10 +121,11 @@ class CliIT {
             "applied 1 roles",
             "applied 3 audit",
             "applied 4 cache invalidation",
-            "applied 5 cryoprotect");
+            "applied 5 cryoprotect",
+            "applied 6 view refresh");
     Result again = run("migrate", "--config", config.toString());
     assertThat(again.exit()).as(again.err()).isZero();
-    assertThat(again.out()).contains("up to date at version 5");
+    assertThat(again.out()).contains("up to date at version 6");
   }
 
   @Test

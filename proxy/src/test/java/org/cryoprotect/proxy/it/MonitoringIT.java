@@ -144,10 +144,21 @@ class MonitoringIT {
   @Test
   void everyDashboardAndAlertQueryReturnsDataAfterAMixedWorkload(PgCluster pg) throws Exception {
     ClientTools.requireTool(PrometheusServer.binary().isPresent(), "prometheus not installed");
+    // A materialized view refreshed every second, for the "Materialized views" row (sql/ V6).
+    try (Connection c = pg.primary().connect();
+        Statement st = c.createStatement()) {
+      for (String migration : List.of("V4__cache_invalidation.sql", "V6__view_refresh.sql")) {
+        try (var in = getClass().getResourceAsStream("/sql/migrations/" + migration)) {
+          st.execute(new String(in.readAllBytes(), java.nio.charset.StandardCharsets.UTF_8));
+        }
+      }
+      st.execute("CREATE MATERIALIZED VIEW IF NOT EXISTS monitoring_mv AS SELECT 1 AS id");
+      st.execute("CREATE UNIQUE INDEX IF NOT EXISTS monitoring_mv_id ON monitoring_mv (id)");
+    }
     try (RunningProxy proxy =
             RunningProxy.start(
-                config(
-                    "mode: transaction, size: 2, wait_timeout: 10s", pg.primary(), pg.replicas()));
+                config("mode: transaction, size: 2, wait_timeout: 10s", pg.primary(), pg.replicas())
+                    + "refresh_views:\n  - { database: app, view: public.monitoring_mv, every: 1s }\n");
         PrometheusServer prometheus =
             PrometheusServer.start(
                 "cryoproxy",

@@ -50,6 +50,8 @@ class DashboardsTest {
     m.cacheInvalidation("notify");
     m.cacheNotifyLag(2_000_000);
     m.registerCache(() -> 5, () -> 4096);
+    m.registerViews(() -> List.of(new ViewStats("public.toxicity_summary", 12, 300)));
+    m.viewRefresh("public.toxicity_summary", "refreshed", 40_000_000);
     m.checkout("app", "127.0.0.1:5432", 1_000_000);
     m.transaction("app", ProxyMetrics.PRIMARY, 2_000_000);
     m.query("app", ProxyMetrics.PRIMARY, 1_000_000);
