@@ -7,6 +7,7 @@ import java.util.HashSet;
 import java.util.List;
 import java.util.Locale;
 import java.util.Set;
+import org.cryoprotect.proxy.routing.ReadClassifier;
 
 /**
  * What the result cache must know of a SQL text, read from the text alone: whether every statement
@@ -124,24 +125,10 @@ public final class CacheSql {
    * VALUES, TABLE or a parenthesis. Writes and commands are turned away before anything costlier.
    */
   public static boolean looksLikeRead(String sql) {
-    int i = 0;
+    int i = skipBlanks(sql, 0);
     int n = sql.length();
-    while (i < n) {
-      char c = sql.charAt(i);
-      if (Character.isWhitespace(c)) {
-        i++;
-      } else if (c == '-' && i + 1 < n && sql.charAt(i + 1) == '-') {
-        int eol = sql.indexOf('\n', i);
-        i = eol < 0 ? n : eol + 1;
-      } else if (c == '/' && i + 1 < n && sql.charAt(i + 1) == '*') {
-        int end = commentEnd(sql, i);
-        if (end < 0) {
-          return false;
-        }
-        i = end;
-      } else {
-        break;
-      }
+    if (i < 0) {
+      return false; // an unterminated comment
     }
     if (i < n && sql.charAt(i) == '(') {
       return true;
@@ -155,6 +142,31 @@ public final class CacheSql {
       }
     }
     return false;
+  }
+
+  /**
+   * The index of the first character at or after {@code i} that is not white space or in a comment;
+   * -1 inside an unterminated block comment.
+   */
+  private static int skipBlanks(String sql, int i) {
+    int n = sql.length();
+    while (i < n) {
+      char c = sql.charAt(i);
+      if (Character.isWhitespace(c)) {
+        i++;
+      } else if (c == '-' && i + 1 < n && sql.charAt(i + 1) == '-') {
+        int eol = sql.indexOf('\n', i);
+        i = eol < 0 ? n : eol + 1;
+      } else if (c == '/' && i + 1 < n && sql.charAt(i + 1) == '*') {
+        i = ReadClassifier.blockCommentEnd(sql, i);
+        if (i < 0) {
+          return -1;
+        }
+      } else {
+        return i;
+      }
+    }
+    return i;
   }
 
   /**
@@ -335,7 +347,7 @@ public final class CacheSql {
         int eol = sql.indexOf('\n', i);
         i = eol < 0 ? n : eol + 1;
       } else if (c == '/' && i + 1 < n && sql.charAt(i + 1) == '*') {
-        int end = commentEnd(sql, i);
+        int end = ReadClassifier.blockCommentEnd(sql, i);
         if (end < 0) {
           return true;
         }
@@ -351,7 +363,7 @@ public final class CacheSql {
         if (escapes) {
           out.remove(out.size() - 1);
         }
-        int end = stringEnd(sql, i, escapes);
+        int end = ReadClassifier.stringEnd(sql, i, escapes);
         if (end < 0) {
           return true;
         }
@@ -418,45 +430,6 @@ public final class CacheSql {
       }
     }
     return true;
-  }
-
-  /** The index after a (nested) block comment starting at {@code start}, or -1. */
-  private static int commentEnd(String sql, int start) {
-    int level = 0;
-    int i = start;
-    while (i + 1 < sql.length()) {
-      if (sql.charAt(i) == '/' && sql.charAt(i + 1) == '*') {
-        level++;
-        i += 2;
-      } else if (sql.charAt(i) == '*' && sql.charAt(i + 1) == '/') {
-        i += 2;
-        if (--level == 0) {
-          return i;
-        }
-      } else {
-        i++;
-      }
-    }
-    return -1;
-  }
-
-  private static int stringEnd(String sql, int quote, boolean backslashEscapes) {
-    int i = quote + 1;
-    while (i < sql.length()) {
-      char c = sql.charAt(i);
-      if (backslashEscapes && c == '\\') {
-        i += 2;
-      } else if (c == '\'') {
-        if (i + 1 < sql.length() && sql.charAt(i + 1) == '\'') {
-          i += 2;
-        } else {
-          return i + 1;
-        }
-      } else {
-        i++;
-      }
-    }
-    return -1;
   }
 
   private static void readHint(String body, Hint[] hint, Duration[] ttl) {

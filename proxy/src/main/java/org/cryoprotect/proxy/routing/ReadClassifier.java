@@ -371,7 +371,7 @@ public final class ReadClassifier {
   }
 
   /** The index after the comment opened at {@code start}, which may nest; -1 if unterminated. */
-  private static int blockCommentEnd(String sql, int start) {
+  public static int blockCommentEnd(String sql, int start) {
     int n = sql.length();
     int depth = 0;
     int i = start;
@@ -411,7 +411,7 @@ public final class ReadClassifier {
    * The index after the literal whose opening quote is at {@code quote}; -1 if unterminated. In an
    * {@code E'...'} literal a backslash escapes the next character, so {@code E'it\'s'} is one.
    */
-  private static int stringEnd(String sql, int quote, boolean backslashEscapes) {
+  public static int stringEnd(String sql, int quote, boolean backslashEscapes) {
     int n = sql.length();
     int i = quote + 1;
     while (i < n) {
