@@ -6,7 +6,6 @@ import com.github.benmanes.caffeine.cache.Expiry;
 import com.github.benmanes.caffeine.cache.RemovalCause;
 import java.time.Duration;
 import java.util.ArrayList;
-import java.util.Collection;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
@@ -278,8 +277,7 @@ public final class ResultCache implements AutoCloseable {
   }
 
   private void set(int bit) {
-    long mask = 1L << bit;
-    seen.getAndUpdate(bit >>> 6, v -> v | mask);
+    seen.getAndAccumulate(bit >>> 6, 1L << bit, (word, mask) -> word | mask);
   }
 
   /** A request seen for the first time: a miss that is not recorded. */
@@ -623,11 +621,6 @@ public final class ResultCache implements AutoCloseable {
       out.add(new RuleStats(r, s[0], s[1], hm[0].sum(), hm[1].sum()));
     }
     return out;
-  }
-
-  /** The databases that have a cache rule: each needs a LISTEN connection. */
-  public Collection<String> rulesTables() {
-    return rules.keySet();
   }
 
   @Override

@@ -60,6 +60,10 @@ final class CachedReads {
   private byte[] recorded = new byte[0];
   private int recordedLength;
   private boolean waiting;
+  // The lone Query last decoded for a look-up, while it waits in the backlog to be sent, and its
+  // text: the write check reuses it instead of decoding the frame again.
+  private ByteBuf lastQuery;
+  private String lastQueryText;
   private final List<String> written = new ArrayList<>(2);
 
   CachedReads(
@@ -90,6 +94,8 @@ final class CachedReads {
    */
   Outcome tryAnswer(
       ChannelHandlerContext ctx, ArrayDeque<ByteBuf> backlog, Runnable wake, boolean mayLead) {
+    lastQuery = null; // set again below for a lone Query that stays in the backlog
+    lastQueryText = null;
     if (cache.bypassed(database)) {
       metrics.cacheBypass("listener_down");
       return Outcome.PROCEED;
@@ -150,6 +156,8 @@ final class CachedReads {
     if (request.simple) {
       statements.queriedWithoutServer();
     }
+    lastQuery = null; // released below: its buffer object may be recycled for another frame
+    lastQueryText = null;
     ByteBuf frame;
     while ((frame = backlog.poll()) != null) {
       frame.release();
@@ -187,7 +195,10 @@ final class CachedReads {
     ByteBuf first = backlog.peekFirst();
     if (backlog.size() == 1 && Frames.type(first) == Query.TYPE) {
       String sql = Query.text(first);
-      return new Request(sql, "Q\0" + sql, null, true);
+      lastQuery = first;
+      lastQueryText = sql;
+      // the text itself is the key: it holds no NUL, and an extended unit's key always does
+      return new Request(sql, sql, null, true);
     }
     if (backlog.size() < 3 || backlog.size() > 5) {
       return null;
@@ -327,6 +338,14 @@ final class CachedReads {
   }
 
   // ---------------------------------------------------------------- writes
+
+  /** A simple Query on its way to a server: its text was decoded already if it was looked up. */
+  void sentQuery(ByteBuf frame) {
+    String sql = frame == lastQuery ? lastQueryText : Query.textOrNull(frame);
+    lastQuery = null;
+    lastQueryText = null;
+    sent(sql);
+  }
 
   /** A statement text on its way to a server (a simple Query, or the statement of a Bind). */
   void sent(String sql) {

@@ -477,7 +477,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter
     switch (type) {
       case 'Q' -> {
         if (reads != null) {
-          reads.sent(Query.textOrNull(frame));
+          reads.sentQuery(frame);
         }
         if (SqlScan.isPlainQuery(frame)) {
           int from = frame.readerIndex() + Frames.HEADER;
