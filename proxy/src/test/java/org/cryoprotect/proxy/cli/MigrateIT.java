@@ -15,7 +15,7 @@ import java.util.HexFormat;
 import java.util.List;
 import javax.crypto.Mac;
 import javax.crypto.spec.SecretKeySpec;
-import org.cryoprotect.proxy.testing.PgCluster;
+import org.cryoprotect.embedded.PgCluster;
 import org.cryoprotect.proxy.testing.PgTest;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.MethodOrderer;

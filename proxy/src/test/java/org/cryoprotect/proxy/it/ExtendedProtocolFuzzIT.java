@@ -11,7 +11,7 @@ import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
-import org.cryoprotect.proxy.testing.PgCluster;
+import org.cryoprotect.embedded.PgCluster;
 import org.cryoprotect.proxy.testing.PgTest;
 import org.cryoprotect.proxy.testing.RunningProxy;
 import org.cryoprotect.proxy.testing.WireClient;

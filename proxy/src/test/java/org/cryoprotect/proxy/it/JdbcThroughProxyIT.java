@@ -21,7 +21,7 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
-import org.cryoprotect.proxy.testing.PgCluster;
+import org.cryoprotect.embedded.PgCluster;
 import org.cryoprotect.proxy.testing.RunningProxy;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;

@@ -14,7 +14,7 @@ import java.util.List;
 import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
-import org.cryoprotect.proxy.testing.PgCluster;
+import org.cryoprotect.embedded.PgCluster;
 import org.cryoprotect.proxy.testing.PgTest;
 import org.cryoprotect.proxy.testing.RunningProxy;
 import org.cryoprotect.proxy.testing.WireClient;

@@ -9,6 +9,8 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Properties;
 import java.util.concurrent.CompletableFuture;
+import org.cryoprotect.embedded.PgCluster;
+import org.cryoprotect.embedded.PgNode;
 
 /**
  * Server backends found and ended from a direct superuser connection, the way an operator (or a

@@ -1,6 +1,7 @@
 package org.cryoprotect.proxy.testing;
 
 import java.util.Optional;
+import org.cryoprotect.embedded.PgCluster;
 import org.junit.jupiter.api.extension.AfterAllCallback;
 import org.junit.jupiter.api.extension.BeforeAllCallback;
 import org.junit.jupiter.api.extension.ExtensionContext;

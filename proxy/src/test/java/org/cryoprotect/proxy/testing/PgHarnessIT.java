@@ -13,6 +13,9 @@ import java.sql.Statement;
 import java.time.Duration;
 import java.util.List;
 import java.util.Properties;
+import org.cryoprotect.embedded.PgCluster;
+import org.cryoprotect.embedded.PgNode;
+import org.cryoprotect.embedded.TestCerts;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 

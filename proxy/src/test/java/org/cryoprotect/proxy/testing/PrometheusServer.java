@@ -17,6 +17,7 @@ import java.util.Comparator;
 import java.util.List;
 import java.util.Optional;
 import java.util.stream.Stream;
+import org.cryoprotect.embedded.FreePorts;
 
 /**
  * A real Prometheus (Debian's {@code prometheus} package) in a temporary directory, listening on a

@@ -1,4 +1,4 @@
-package org.cryoprotect.proxy.testing;
+package org.cryoprotect.embedded;
 
 import java.io.IOException;
 import java.io.InputStream;

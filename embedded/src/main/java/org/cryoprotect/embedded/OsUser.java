@@ -1,4 +1,4 @@
-package org.cryoprotect.proxy.testing;
+package org.cryoprotect.embedded;
 
 import com.sun.security.auth.module.UnixSystem;
 import java.io.IOException;
