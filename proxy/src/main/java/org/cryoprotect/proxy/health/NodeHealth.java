@@ -1,5 +1,6 @@
 package org.cryoprotect.proxy.health;
 
+import java.time.Duration;
 import java.time.Instant;
 import java.util.Locale;
 import org.cryoprotect.proxy.config.ProxyConfig.Endpoint;
@@ -61,6 +62,15 @@ public record NodeHealth(
    * idle, although the replica has nothing to replay. So a replica that has replayed everything it
    * received has lag 0; this also covers a new replica that has not replayed any transaction yet
    * (NULL timestamp). Without streaming (receive position NULL) the age is all there is.
+   *
+   * <p>A probe that lands between the arrival of a record and its replay (an idle primary still
+   * writes background WAL: checkpoints, running-transaction snapshots) would report the age of the
+   * last commit, which on an idle primary is minutes, and take the replica out of routing. So when
+   * the replica has replayed everything it had received at the previous probe ({@code
+   * receivedBefore} at {@code before}) and no commit since ({@code commitBefore}, the time of the
+   * last replayed commit then, is still the last one), there was nothing to be behind on: what is
+   * left arrived since then, and the lag is at most that long. A replica that keeps replaying
+   * commits that arrive late (slow transport from a busy primary) keeps the age of the latest.
    */
   static NodeHealth observed(
       String database,
@@ -70,7 +80,10 @@ public record NodeHealth(
       long lsn,
       long receiveLsn,
       Double replayAgeSeconds,
-      Instant at) {
+      Instant at,
+      long receivedBefore,
+      Instant commitBefore,
+      Instant before) {
     double lagSeconds = 0;
     long lagBytes = 0;
     if (inRecovery) {
@@ -78,10 +91,43 @@ public record NodeHealth(
       boolean caughtUp = receiveLsn != 0 && lagBytes == 0;
       if (!caughtUp && replayAgeSeconds != null) {
         lagSeconds = Math.max(0, replayAgeSeconds);
+        boolean keepingUp = before != null && receivedBefore != 0 && lsn >= receivedBefore;
+        boolean noCommitSince =
+            commitBefore != null
+                && Math.abs(
+                        Duration.between(commitBefore, commitTime(at, replayAgeSeconds)).toMillis())
+                    < SAME_COMMIT_MILLIS;
+        if (keepingUp && noCommitSince) {
+          double sinceBefore = Math.max(0, Duration.between(before, at).toNanos() / 1e9);
+          lagSeconds = Math.min(lagSeconds, sinceBefore);
+        }
       }
     }
     return new NodeHealth(
         database, node, role, true, inRecovery, lagSeconds, lagBytes, lsn, null, null, at);
+  }
+
+  /** A successful probe with no previous one to compare with. */
+  static NodeHealth observed(
+      String database,
+      Endpoint node,
+      Role role,
+      boolean inRecovery,
+      long lsn,
+      long receiveLsn,
+      Double replayAgeSeconds,
+      Instant at) {
+    return observed(
+        database, node, role, inRecovery, lsn, receiveLsn, replayAgeSeconds, at, 0, null, null);
+  }
+
+  // The commit time is the probe's time minus an age measured on the server: two probes of the
+  // same commit differ by the probes' round trips, far below this.
+  private static final long SAME_COMMIT_MILLIS = 250;
+
+  /** When the last replayed commit happened, from a probe at {@code at} that found it that old. */
+  static Instant commitTime(Instant at, double ageSeconds) {
+    return at.minusNanos((long) (ageSeconds * 1e9));
   }
 
   /** {@code 16/B374D848} as a 64-bit WAL position; null (SQL NULL) is 0. */

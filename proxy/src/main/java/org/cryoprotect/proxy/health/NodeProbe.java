@@ -69,6 +69,10 @@ final class NodeProbe implements AutoCloseable {
   private final PGSimpleDataSource source;
   private volatile Connection connection; // kept between probes; changed under this
   private volatile NodeHealth latest;
+  // The previous successful probe's receive position and time (probes of a node never overlap).
+  private long receivedBefore;
+  private Instant commitBefore; // the last replayed commit's time at that probe, if any
+  private Instant probedBefore;
   private ScheduledFuture<?> task; // guarded by HealthProbes' lock
   private final AtomicBoolean askedNow = new AtomicBoolean(); // an off-schedule run is queued
 
@@ -207,15 +211,24 @@ final class NodeProbe implements AutoCloseable {
       long receiveLsn = NodeHealth.parseLsn(rs.getString(3));
       double age = rs.getDouble(4);
       Double replayAge = rs.wasNull() ? null : age;
-      return NodeHealth.observed(
-          target.database(),
-          target.node(),
-          target.role(),
-          inRecovery,
-          lsn,
-          receiveLsn,
-          replayAge,
-          Instant.now());
+      Instant now = Instant.now();
+      NodeHealth health =
+          NodeHealth.observed(
+              target.database(),
+              target.node(),
+              target.role(),
+              inRecovery,
+              lsn,
+              receiveLsn,
+              replayAge,
+              now,
+              receivedBefore,
+              commitBefore,
+              probedBefore);
+      receivedBefore = receiveLsn;
+      commitBefore = replayAge == null ? null : NodeHealth.commitTime(now, replayAge);
+      probedBefore = now;
+      return health;
     }
   }
 

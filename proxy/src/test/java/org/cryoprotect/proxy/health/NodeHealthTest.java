@@ -63,6 +63,31 @@ class NodeHealthTest {
   }
 
   @Test
+  void aReplicaThatReplayedWhatItHadAtTheLastProbeAndNoCommitSinceLagsAtMostTheTimeSince() {
+    Instant before = NOW.minusSeconds(2);
+    Instant commit = NOW.minusSeconds(40); // the last commit, replayed long ago
+    // An idle primary's background WAL arrived just before this probe: 344 bytes not replayed
+    // yet. Everything received at the probe 2 s ago is replayed, and no commit since.
+    NodeHealth idle = idle(5000, 5344, 40.0, 5000, commit, before);
+    assertThat(idle.lagBytes()).isEqualTo(344);
+    assertThat(idle.lagSeconds()).isEqualTo(2.0);
+    // Replay stuck behind what it had 2 s ago: the commit's age stands.
+    assertThat(idle(5000, 9000, 40.0, 6000, commit, before).lagSeconds()).isEqualTo(40.0);
+    // Commits keep arriving 30 s late (slow transport from a busy primary): a newer commit was
+    // replayed since the last probe, so its age stands, however quickly replay keeps up.
+    NodeHealth late = idle(5000, 5344, 30.0, 5000, NOW.minusSeconds(32), before);
+    assertThat(late.lagSeconds()).isEqualTo(30.0);
+    // No previous probe: the age stands.
+    assertThat(idle(5000, 5344, 40.0, 0, null, null).lagSeconds()).isEqualTo(40.0);
+  }
+
+  private static NodeHealth idle(
+      long replay, long receive, double age, long receivedBefore, Instant commit, Instant before) {
+    return NodeHealth.observed(
+        "app", NODE, Role.REPLICA, true, replay, receive, age, NOW, receivedBefore, commit, before);
+  }
+
+  @Test
   void aPrimaryHasNoLagWhateverTheReplayColumnsSay() {
     NodeHealth primary = NodeHealth.observed("app", NODE, Role.PRIMARY, false, 5000, 10, 99.0, NOW);
     assertThat(primary.lagBytes()).isZero();
