@@ -47,6 +47,11 @@ final class Demo implements Callable<Integer> {
       description = "molecules to generate, with their properties etc. (default ${DEFAULT-VALUE})")
   int molecules = 10_000;
 
+  @Option(
+      names = "--no-cache",
+      description = "leave the result cache off (bench/seeds.sh measures the database's work)")
+  boolean noCache;
+
   private PgCluster cluster;
   private ProxyServer proxy;
   private Path work;
@@ -160,7 +165,7 @@ final class Demo implements Callable<Integer> {
         + " }\n";
   }
 
-  /** Transaction pooling, routing, the cache, JWT logins, audit and view refreshes, all on. */
+  /** Transaction pooling, routing, the cache (unless --no-cache), JWT logins, audit and views. */
   private String proxyYaml(PgNode primary, PgNode replica) {
     return String.join(
         "\n",
@@ -196,7 +201,7 @@ final class Demo implements Callable<Integer> {
             + " }",
         "audit: { roles: \"service_read, service_write\", journal_dir: audit-journal }",
         "cache:",
-        "  enabled: true",
+        "  enabled: " + !noCache,
         "  rules:",
         "    - tables: [public.molecules, public.molecular_properties, public.public_molecules,",
         "               public.toxicity_summary, public.toxicity_assays, public.toxicity_endpoints]",

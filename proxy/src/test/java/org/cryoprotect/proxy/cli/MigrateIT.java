@@ -105,11 +105,12 @@ class MigrateIT {
             "applied 4 cache invalidation",
             "applied 5 cryoprotect",
             "applied 6 view refresh",
+            "applied 7 rls indexes",
             "claims key stored")
         .doesNotContain("database same"); // the same database on the same node: once
     Run second = migrate("--config", config.toString());
     assertThat(second.exit()).as(second.err()).isZero();
-    assertThat(second.out()).contains("up to date at version 6").doesNotContain("applied");
+    assertThat(second.out()).contains("up to date at version 7").doesNotContain("applied");
 
     List<List<String>> roles =
         pg.primary()
@@ -214,8 +215,9 @@ class MigrateIT {
             "applied 3 audit",
             "applied 4 cache invalidation",
             "applied 5 cryoprotect",
-            "applied 6 view refresh");
-    assertThat(migrate("--config", config.toString()).out()).contains("up to date at version 6");
+            "applied 6 view refresh",
+            "applied 7 rls indexes");
+    assertThat(migrate("--config", config.toString()).out()).contains("up to date at version 7");
     assertThat(pg.primary().sql("existing_app", "SELECT id FROM orders"))
         .containsExactly(List.of("7"));
   }

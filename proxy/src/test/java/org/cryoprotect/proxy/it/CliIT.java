@@ -122,10 +122,11 @@ class CliIT {
             "applied 3 audit",
             "applied 4 cache invalidation",
             "applied 5 cryoprotect",
-            "applied 6 view refresh");
+            "applied 6 view refresh",
+            "applied 7 rls indexes");
     Result again = run("migrate", "--config", config.toString());
     assertThat(again.exit()).as(again.err()).isZero();
-    assertThat(again.out()).contains("up to date at version 6");
+    assertThat(again.out()).contains("up to date at version 7");
   }
 
   @Test
