@@ -107,20 +107,6 @@ public record NodeHealth(
         database, node, role, true, inRecovery, lagSeconds, lagBytes, lsn, null, null, at);
   }
 
-  /** A successful probe with no previous one to compare with. */
-  static NodeHealth observed(
-      String database,
-      Endpoint node,
-      Role role,
-      boolean inRecovery,
-      long lsn,
-      long receiveLsn,
-      Double replayAgeSeconds,
-      Instant at) {
-    return observed(
-        database, node, role, inRecovery, lsn, receiveLsn, replayAgeSeconds, at, 0, null, null);
-  }
-
   // The commit time is the probe's time minus an age measured on the server: two probes of the
   // same commit differ by the probes' round trips, far below this.
   private static final long SAME_COMMIT_MILLIS = 250;

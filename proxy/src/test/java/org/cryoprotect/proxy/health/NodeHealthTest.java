@@ -15,7 +15,8 @@ class NodeHealthTest {
   private static final Instant NOW = Instant.parse("2025-01-01T00:00:00Z");
 
   private static NodeHealth replica(long replay, long receive, Double age) {
-    return NodeHealth.observed("app", NODE, Role.REPLICA, true, replay, receive, age, NOW);
+    return NodeHealth.observed(
+        "app", NODE, Role.REPLICA, true, replay, receive, age, NOW, 0, null, null);
   }
 
   @Test
@@ -89,7 +90,8 @@ class NodeHealthTest {
 
   @Test
   void aPrimaryHasNoLagWhateverTheReplayColumnsSay() {
-    NodeHealth primary = NodeHealth.observed("app", NODE, Role.PRIMARY, false, 5000, 10, 99.0, NOW);
+    NodeHealth primary =
+        NodeHealth.observed("app", NODE, Role.PRIMARY, false, 5000, 10, 99.0, NOW, 0, null, null);
     assertThat(primary.lagBytes()).isZero();
     assertThat(primary.lagSeconds()).isZero();
     assertThat(primary.lsn()).isEqualTo(5000);
@@ -99,11 +101,12 @@ class NodeHealthTest {
   @Test
   void aNodeInTheWrongRoleIsUpButNotUsable() {
     NodeHealth standbyAsPrimary =
-        NodeHealth.observed("app", NODE, Role.PRIMARY, true, 1, 1, null, NOW);
+        NodeHealth.observed("app", NODE, Role.PRIMARY, true, 1, 1, null, NOW, 0, null, null);
     assertThat(standbyAsPrimary.up()).isTrue();
     assertThat(standbyAsPrimary.usable()).isFalse();
     assertThat(standbyAsPrimary.detail()).contains("in recovery");
-    NodeHealth promoted = NodeHealth.observed("app", NODE, Role.REPLICA, false, 1, 0, null, NOW);
+    NodeHealth promoted =
+        NodeHealth.observed("app", NODE, Role.REPLICA, false, 1, 0, null, NOW, 0, null, null);
     assertThat(promoted.usable()).isFalse();
     assertThat(promoted.detail()).contains("not in recovery");
   }
