@@ -1,7 +1,6 @@
 package org.cryoprotect.demo;
 
 import java.io.ByteArrayOutputStream;
-import java.io.IOException;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -10,6 +9,7 @@ import java.security.SecureRandom;
 import java.time.Duration;
 import java.util.HexFormat;
 import java.util.concurrent.Callable;
+import org.cryoprotect.embedded.OsUser;
 import org.cryoprotect.embedded.PgCluster;
 import org.cryoprotect.embedded.PgNode;
 import org.cryoprotect.proxy.ProxyServer;
@@ -242,15 +242,7 @@ final class Demo implements Callable<Integer> {
       cluster.close();
     }
     if (work != null) {
-      deleteRecursively(work);
-    }
-  }
-
-  private static void deleteRecursively(Path root) {
-    try (var paths = Files.walk(root)) {
-      paths.sorted(java.util.Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
-    } catch (IOException e) {
-      System.err.println("cryoproxy demo: could not remove " + root + ": " + e.getMessage());
+      OsUser.deleteRecursively(work);
     }
   }
 

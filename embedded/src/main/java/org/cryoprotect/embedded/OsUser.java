@@ -25,7 +25,7 @@ import java.util.stream.Stream;
  * refuses to start as root, so when the tests run as root every PostgreSQL program is launched as
  * {@code postgres} (or {@code nobody}) and every file it must own is chowned to that account.
  */
-final class OsUser {
+public final class OsUser {
 
   private static final boolean ROOT = new UnixSystem().getUid() == 0;
   private static final String NAME = ROOT ? pickUnprivileged() : null;
@@ -162,7 +162,7 @@ final class OsUser {
   }
 
   /** Best effort: what cannot be deleted stays in the temp directory. */
-  static void deleteRecursively(Path root) {
+  public static void deleteRecursively(Path root) {
     if (!Files.exists(root, LinkOption.NOFOLLOW_LINKS)) {
       return;
     }
