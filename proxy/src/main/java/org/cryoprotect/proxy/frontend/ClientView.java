@@ -23,9 +23,9 @@ final class ClientView implements PoolClient {
     this.preparedStatements = preparedStatements;
   }
 
-  /** "active" with the server's pid, "waiting" or "idle" (pid 0). */
-  void state(String state, int serverPid) {
-    this.state = state;
+  /** Set by {@link ClientSession#moveTo} only; the pid of the server connection when active. */
+  void state(ClientState state, int serverPid) {
+    this.state = state.label();
     this.serverPid = serverPid;
   }
 

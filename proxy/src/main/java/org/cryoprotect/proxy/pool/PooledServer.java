@@ -36,6 +36,7 @@ public final class PooledServer {
   private Object owner; // whose cancel may reach this connection now, null when none
   private int cancels; // CancelRequests sent whose connection the server has not closed yet
   private Runnable afterCancels; // a release that waits for them
+  private ServerState state = ServerState.ACTIVE; // made for a client; guarded by this
   // Guarded by the pool's lock.
   long idleSinceNanos = System.nanoTime();
   boolean forgotten;
@@ -136,13 +137,67 @@ public final class PooledServer {
     release.run();
   }
 
-  /** True when no cancel is in flight; else {@code release} runs once the last one is done. */
+  /**
+   * True when no cancel is in flight; else the connection is {@link ServerState#BEING_CANCELED} and
+   * {@code release} runs once the last one is done.
+   */
   synchronized boolean settled(Runnable release) {
     if (cancels == 0) {
       return true;
     }
+    moveTo(ServerState.BEING_CANCELED);
     afterCancels = release;
     return false;
+  }
+
+  /**
+   * The one way a connection changes state: the pool moves it under its lock as its lists change,
+   * the client session that holds it marks the proxy's own queries ({@link #testing}). A closed
+   * connection stays closed (false); a move {@link ServerState#canMoveTo} refuses is a bug and
+   * throws.
+   */
+  synchronized boolean moveTo(ServerState next) {
+    if (state == ServerState.CLOSED) {
+      return false;
+    }
+    if (!state.canMoveTo(next)) {
+      throw new IllegalStateException(this + ": no move from " + state + " to " + next);
+    }
+    state = next;
+    return true;
+  }
+
+  public synchronized ServerState state() {
+    return state;
+  }
+
+  /** The holder runs the proxy's own query on it (check, settings, reset): {@code sv_tested}. */
+  public synchronized void testing() {
+    if (state == ServerState.ACTIVE) {
+      moveTo(ServerState.TESTED);
+    }
+  }
+
+  /** The proxy's own queries are done: the client's work runs on it. */
+  public synchronized void tested() {
+    if (state == ServerState.TESTED) {
+      moveTo(ServerState.ACTIVE);
+    }
+  }
+
+  /**
+   * The state as SHOW SERVERS names it: PgBouncer's {@code used} for an idle connection that will
+   * be checked before its next use, {@code active_cancel} for an active one a cancel is on its way
+   * to.
+   */
+  synchronized String label(long checkDelayNanos) {
+    if (state == ServerState.IDLE && idleNanos() > checkDelayNanos) {
+      return "used";
+    }
+    if (state == ServerState.ACTIVE && cancels > 0) {
+      return "active_cancel";
+    }
+    return state.label();
   }
 
   /** A cancel is in flight for this connection (SHOW SERVERS: sv_being_canceled). */

@@ -144,10 +144,6 @@ public final class ServerPool {
     return new ArrayList<>(servers);
   }
 
-  public synchronized boolean isIdle(PooledServer server) {
-    return idle.contains(server);
-  }
-
   /** One client query (Query, Sync or function call) answered. */
   public void query(long nanos) {
     queries.increment();
@@ -330,6 +326,7 @@ public final class ServerPool {
         sameSettings != null ? sameSettings : sameLoop != null ? sameLoop : idle.peekFirst();
     if (chosen != null) {
       idle.remove(chosen);
+      chosen.moveTo(ServerState.ACTIVE);
     }
     return chosen;
   }
@@ -378,6 +375,7 @@ public final class ServerPool {
 
   /** Under the lock: stop counting a connection, exactly once. */
   private void forget(PooledServer s) {
+    s.moveTo(ServerState.CLOSED);
     if (!s.forgotten) {
       s.forgotten = true;
       servers.remove(s);
@@ -467,9 +465,11 @@ public final class ServerPool {
         next = paused ? null : nextWaiterFor(server);
         if (next == null) {
           server.idleSinceNanos = System.nanoTime();
+          server.moveTo(ServerState.IDLE);
           idle.addFirst(server);
           return;
         }
+        server.moveTo(ServerState.ACTIVE); // straight to the next client
         long waited = System.nanoTime() - next.since;
         checkouts++;
         waitedNanosTotal += waited;
@@ -635,6 +635,7 @@ public final class ServerPool {
         default -> idleClients++;
       }
     }
+    Map<String, Integer> states = serverStates();
     Stats s = stats();
     return new org.cryoprotect.proxy.metrics.PoolStats(
         key.database(),
@@ -643,12 +644,30 @@ public final class ServerPool {
         active,
         waiting,
         idleClients,
-        s.active(),
-        s.idle(),
-        0,
+        states.getOrDefault("active", 0),
+        states.getOrDefault("active_cancel", 0),
+        states.getOrDefault("being_canceled", 0),
+        states.getOrDefault("idle", 0),
+        states.getOrDefault("used", 0),
+        states.getOrDefault("tested", 0),
         s.opening(),
         s.size(),
         s.oldestWaitNanos() / 1000);
+  }
+
+  /** How many of the pool's connections are in each state, as SHOW SERVERS names them. */
+  synchronized Map<String, Integer> serverStates() {
+    Map<String, Integer> counts = new java.util.HashMap<>();
+    long checkDelay = limits().serverCheckDelay().toNanos();
+    for (PooledServer s : servers) {
+      counts.merge(s.label(checkDelay), 1, Integer::sum);
+    }
+    return counts;
+  }
+
+  /** A connection's state as SHOW SERVERS prints it ({@link PooledServer#label}). */
+  public String stateLabel(PooledServer server) {
+    return server.label(limits().serverCheckDelay().toNanos());
   }
 
   private long oldestWaitNanos() {

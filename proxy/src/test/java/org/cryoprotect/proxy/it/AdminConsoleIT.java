@@ -65,10 +65,16 @@ class AdminConsoleIT {
 
   /** {@link #admin} as {@code user}. */
   List<Map<String, String>> console(String user, String command) throws SQLException {
+    return console(proxy, user, command);
+  }
+
+  /** A console command to {@code through} as {@code user}, rows as column-name maps. */
+  static List<Map<String, String>> console(RunningProxy through, String user, String command)
+      throws SQLException {
     Properties props = new Properties();
     props.setProperty("user", user);
     props.setProperty("preferQueryMode", "simple");
-    try (Connection c = DriverManager.getConnection(proxy.jdbcUrl("cryoproxy"), props);
+    try (Connection c = DriverManager.getConnection(through.jdbcUrl("cryoproxy"), props);
         Statement s = c.createStatement()) {
       List<Map<String, String>> rows = new ArrayList<>();
       if (s.execute(command)) {
@@ -91,6 +97,72 @@ class AdminConsoleIT {
         .filter(r -> r.get("database").equals("app"))
         .findFirst()
         .orElseThrow();
+  }
+
+  /**
+   * SHOW SERVERS and SHOW POOLS follow a server connection through PgBouncer's states: {@code used}
+   * once it sat idle past {@code server_check_delay}, {@code tested} while the check before its
+   * next use runs (held here by stopping its backend with SIGSTOP), then back in the pool.
+   */
+  @Test
+  void showServersFollowsAConnectionThroughUsedAndTested() throws Exception {
+    proxy.close();
+    proxy =
+        RunningProxy.start(
+            "pool: { mode: transaction, size: 1, wait_timeout: 30s, server_check_delay: 1s }\n"
+                + "auth: { type: trust, admin_users: admin }\n"
+                + databases);
+    try (Connection c = app()) {
+      c.createStatement().execute("SELECT 1");
+    }
+    await().atMost(Duration.ofSeconds(10)).until(() -> "used".equals(onlyServer().get("state")));
+    assertThat(appPool()).containsEntry("sv_used", "1").containsEntry("sv_idle", "0");
+    String pid = onlyServer().get("remote_pid");
+    signal("STOP", pid);
+    CompletableFuture<Integer> query;
+    try {
+      query =
+          CompletableFuture.supplyAsync(
+              () -> {
+                try (Connection c = app();
+                    ResultSet rs = c.createStatement().executeQuery("SELECT 2")) {
+                  rs.next();
+                  return rs.getInt(1);
+                } catch (SQLException e) {
+                  throw new RuntimeException(e);
+                }
+              });
+      await()
+          .atMost(Duration.ofSeconds(10))
+          .until(() -> "tested".equals(onlyServer().get("state")));
+      assertThat(appPool())
+          .containsEntry("sv_tested", "1")
+          .containsEntry("sv_used", "0")
+          .containsEntry("cl_active", "1");
+    } finally {
+      signal("CONT", pid);
+    }
+    assertThat(query.get(10, TimeUnit.SECONDS)).isEqualTo(2);
+    await()
+        .atMost(Duration.ofSeconds(10))
+        .untilAsserted(
+            () ->
+                assertThat(appPool())
+                    .containsEntry("sv_tested", "0")
+                    .containsEntry("sv_active", "0")
+                    .containsEntry("cl_active", "0"));
+    assertThat(onlyServer().get("state")).isIn("idle", "used");
+  }
+
+  Map<String, String> onlyServer() throws SQLException {
+    List<Map<String, String>> servers = admin("SHOW SERVERS");
+    assertThat(servers).hasSize(1);
+    return servers.get(0);
+  }
+
+  static void signal(String signal, String pid) throws Exception {
+    Process kill = new ProcessBuilder("kill", "-" + signal, pid).inheritIO().start();
+    assertThat(kill.waitFor()).as("kill -%s %s", signal, pid).isZero();
   }
 
   @Test

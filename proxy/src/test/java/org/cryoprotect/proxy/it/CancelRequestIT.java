@@ -150,6 +150,7 @@ class CancelRequestIT {
         RunningProxy slow =
             RunningProxy.start(
                 "pool: { mode: transaction, size: 1, wait_timeout: 20s }\n"
+                    + "auth: { type: trust, admin_users: admin }\n"
                     + RunningProxy.database("app", "app", relay.host(), relay.port()));
         WireClient a = login(slow);
         WireClient b = login(slow)) {
@@ -162,6 +163,18 @@ class CancelRequestIT {
       WireClient.cancel(slow.port(), a.keyData());
       Reply ra = a.ask(new byte[0]);
       assertThat(ra.errors()).as("A ended before its cancel arrived: %s", ra).isEmpty();
+      // A gave the connection back; until the cancel lands it is lent to nobody (SHOW SERVERS).
+      assertThat(AdminConsoleIT.console(slow, "admin", "SHOW SERVERS"))
+          .singleElement()
+          .satisfies(server -> assertThat(server).containsEntry("state", "being_canceled"));
+      assertThat(AdminConsoleIT.console(slow, "admin", "SHOW POOLS"))
+          .filteredOn(pool -> pool.get("database").equals("app"))
+          .singleElement()
+          .satisfies(
+              pool ->
+                  assertThat(pool)
+                      .containsEntry("sv_being_canceled", "1")
+                      .containsEntry("sv_idle", "0"));
       relay.holdNew(Duration.ZERO);
       Reply rb = b.ask("SELECT pg_sleep(2.5), 'B' /* after-late-cancel */");
       assertThat(rb.errors()).as("B's statement, hit by A's late cancel? %s", rb).isEmpty();

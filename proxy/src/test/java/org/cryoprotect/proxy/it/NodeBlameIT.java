@@ -126,7 +126,7 @@ class NodeBlameIT {
               () -> {
                 try {
                   return ToolRun.run(
-                      pgbench(proxy.port(), "-S", "-c", "8", "-j", "2", "-T", "20"), 90);
+                      pgbench(proxy.port(), "-S", "-c", "8", "-j", "2", "-T", "12"), 90);
                 } catch (Exception e) {
                   throw new IllegalStateException(e);
                 }

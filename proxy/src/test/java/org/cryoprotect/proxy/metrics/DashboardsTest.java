@@ -68,7 +68,10 @@ class DashboardsTest {
     m.probe("127.0.0.1:5433", false);
     m.registerPreparedStatements(() -> 3);
     m.registerPools(
-        () -> List.of(new PoolStats("app", "alice", "127.0.0.1:5432", 1, 0, 1, 1, 1, 0, 0, 5, 0)));
+        () ->
+            List.of(
+                new PoolStats(
+                    "app", "alice", "127.0.0.1:5432", 1, 0, 1, 1, 0, 0, 1, 0, 0, 0, 5, 0)));
     m.registerNodes(
         () ->
             List.of(

@@ -197,8 +197,8 @@ class PrometheusMetricsTest {
   @Test
   void poolGaugesAreReadFromTheSupplierAtEachScrape() throws IOException {
     List<PoolStats> pools = new ArrayList<>();
-    pools.add(new PoolStats("app", "alice", "db1:5432", 3, 2, 5, 3, 1, 0, 1, 4, 250_000));
-    pools.add(new PoolStats("app", "bob", "db1:5432", 0, 0, 0, 0, 0, 0, 0, 0, 0));
+    pools.add(new PoolStats("app", "alice", "db1:5432", 3, 2, 5, 3, 0, 0, 1, 0, 0, 1, 4, 250_000));
+    pools.add(new PoolStats("app", "bob", "db1:5432", 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0));
     metrics.registerPools(() -> List.copyOf(pools));
 
     Exposition e = scrape();
@@ -218,7 +218,7 @@ class PrometheusMetricsTest {
         .isEqualTo(0);
 
     pools.remove(1);
-    pools.set(0, new PoolStats("app", "alice", "db1:5432", 4, 0, 5, 4, 0, 0, 0, 4, 0));
+    pools.set(0, new PoolStats("app", "alice", "db1:5432", 4, 0, 5, 4, 0, 0, 0, 0, 0, 0, 4, 0));
     e = scrape();
     assertThat(e.value("cryoproxy_pool_utilisation", alice)).isEqualTo(1.0);
     assertThat(e.has("cryoproxy_cl_active", "user", "bob")).isFalse();
@@ -334,7 +334,8 @@ class PrometheusMetricsTest {
     metrics.clientLogin("app", "alice");
     metrics.checkout("app", "db1:5432", 1_000);
     metrics.registerPools(
-        () -> List.of(new PoolStats("app", "alice", "db1:5432", 1, 0, 0, 1, 0, 0, 0, 1, 0)));
+        () ->
+            List.of(new PoolStats("app", "alice", "db1:5432", 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1, 0)));
     Commands.Result r =
         Commands.run(
             Path.of("."),
