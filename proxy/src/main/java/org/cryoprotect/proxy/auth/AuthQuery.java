@@ -34,6 +34,16 @@ public final class AuthQuery implements SecretSource, AutoCloseable {
   private static final int QUERY_TIMEOUT_SECONDS = 5;
   private static final Pattern PARAMETER = Pattern.compile("\\$(\\d+)");
 
+  /**
+   * Look-ups queued or running at once. The control plane's queue is otherwise unbounded, and a
+   * flood of logins for users only auth_query knows would grow it without end; past the bound a
+   * login is refused at once (53300) instead of waiting behind thousands of others.
+   */
+  static final int MAX_PENDING = 256;
+
+  private final java.util.concurrent.atomic.AtomicInteger pending =
+      new java.util.concurrent.atomic.AtomicInteger();
+
   private final String jdbcUrl;
   private final String user;
   private final String password;
@@ -80,10 +90,23 @@ public final class AuthQuery implements SecretSource, AutoCloseable {
   @Override
   public CompletableFuture<Optional<Secret>> lookup(String username) {
     Objects.requireNonNull(username, "username");
+    if (pending.incrementAndGet() > MAX_PENDING) {
+      pending.decrementAndGet();
+      return CompletableFuture.failedFuture(new Busy());
+    }
     try {
-      return CompletableFuture.supplyAsync(() -> query(username), executor);
+      return CompletableFuture.supplyAsync(() -> query(username), executor)
+          .whenComplete((found, error) -> pending.decrementAndGet());
     } catch (RejectedExecutionException e) {
+      pending.decrementAndGet();
       return CompletableFuture.failedFuture(e);
+    }
+  }
+
+  /** {@link #MAX_PENDING} look-ups are already waiting. */
+  public static final class Busy extends RuntimeException {
+    Busy() {
+      super(MAX_PENDING + " auth_query look-ups already waiting", null, false, false);
     }
   }
 

@@ -37,6 +37,13 @@ final class ServerLoginHandler extends ChannelInboundHandlerAdapter {
   /** Frames from a server are not bounded by the client limit: a DataRow may reach 1 GB. */
   static final int MAX_SERVER_MESSAGE = 1 << 30;
 
+  /**
+   * Until the login ends no server message is more than a few kilobytes (authentication requests,
+   * ParameterStatus, BackendKeyData, errors): a larger one is a broken or hostile server, refused
+   * before it is buffered.
+   */
+  static final int MAX_LOGIN_MESSAGE = 1 << 20;
+
   private enum State {
     TLS_REPLY,
     TLS_HANDSHAKE,
@@ -140,7 +147,7 @@ final class ServerLoginHandler extends ChannelInboundHandlerAdapter {
 
   private void sendStartup(ChannelHandlerContext ctx) {
     state = State.AUTHENTICATING;
-    ctx.pipeline().addBefore(ctx.name(), "frames", new PgFrameDecoder(MAX_SERVER_MESSAGE));
+    ctx.pipeline().addBefore(ctx.name(), "frames", new PgFrameDecoder(MAX_LOGIN_MESSAGE));
     ctx.writeAndFlush(startup.encode(ctx.alloc()));
   }
 
@@ -232,6 +239,7 @@ final class ServerLoginHandler extends ChannelInboundHandlerAdapter {
       return;
     }
     state = State.DONE;
+    ((PgFrameDecoder) ctx.pipeline().get("frames")).maxMessageSize(MAX_SERVER_MESSAGE);
     ctx.pipeline().remove(this);
     if (!promise.trySuccess(new ServerConnection(ctx.channel(), node, keyData, parameters))) {
       ctx.close(); // the caller gave up (timeout, client gone): nobody will use this connection

@@ -23,7 +23,8 @@ import org.cryoprotect.proxy.config.ProxyConfig;
 import org.cryoprotect.proxy.config.ProxyConfig.CacheRule;
 import org.cryoprotect.proxy.metrics.ProxyMetrics;
 import org.cryoprotect.proxy.routing.FunctionVolatility;
-import org.cryoprotect.proxy.routing.ReadClassifier;
+import org.cryoprotect.proxy.sql.CacheSql;
+import org.cryoprotect.proxy.sql.ReadClassifier;
 
 /**
  * The result cache (DESIGN §7): the server's reply bytes of a read, kept by everything that decides

@@ -515,7 +515,8 @@ public final class ConfigLoader {
             node.duration("shutdown_timeout", Duration.ofSeconds(30)),
             node.duration("client_idle_timeout", Duration.ZERO),
             node.duration("idle_transaction_timeout", Duration.ZERO),
-            node.duration("query_timeout", Duration.ZERO));
+            node.duration("query_timeout", Duration.ZERO),
+            node.integer("max_client_prepared_statements", 10_000, 1, 10_000_000));
     node.rejectUnknownKeys();
     return limits;
   }

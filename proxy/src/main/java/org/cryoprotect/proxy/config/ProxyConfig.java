@@ -187,7 +187,8 @@ public record ProxyConfig(
       Duration shutdownTimeout,
       Duration clientIdleTimeout,
       Duration idleTransactionTimeout,
-      Duration queryTimeout) {}
+      Duration queryTimeout,
+      int maxClientPreparedStatements) {}
 
   public enum ClientTlsMode {
     DISABLE,

@@ -11,7 +11,6 @@ import java.util.List;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
 import java.util.function.Supplier;
-import org.cryoprotect.proxy.cache.CacheSql;
 import org.cryoprotect.proxy.cache.ResultCache;
 import org.cryoprotect.proxy.cache.ResultCache.Key;
 import org.cryoprotect.proxy.cache.ResultCache.Plan;
@@ -23,6 +22,7 @@ import org.cryoprotect.proxy.protocol.backend.ReadyForQuery;
 import org.cryoprotect.proxy.protocol.frontend.Parse;
 import org.cryoprotect.proxy.protocol.frontend.Query;
 import org.cryoprotect.proxy.protocol.frontend.Target;
+import org.cryoprotect.proxy.sql.CacheSql;
 
 /**
  * One client's side of the result cache (transaction mode only): before a server connection is

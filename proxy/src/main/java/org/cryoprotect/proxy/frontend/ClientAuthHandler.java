@@ -12,6 +12,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 import org.cryoprotect.proxy.auth.AuthException;
+import org.cryoprotect.proxy.auth.AuthQuery;
 import org.cryoprotect.proxy.auth.Md5Auth;
 import org.cryoprotect.proxy.auth.OAuthBearer;
 import org.cryoprotect.proxy.auth.ScramServer;
@@ -99,6 +100,14 @@ final class ClientAuthHandler extends ChannelInboundHandlerAdapter {
                 ctx.executor()
                     .execute(
                         () -> {
+                          if (error instanceof AuthQuery.Busy
+                              || error != null && error.getCause() instanceof AuthQuery.Busy) {
+                            client.fatal(
+                                SqlState.TOO_MANY_CONNECTIONS,
+                                "too many logins waiting for their user to be looked up");
+                            client.closeReason("53300 " + error.getMessage());
+                            return;
+                          }
                           if (error != null) {
                             // The reason (auth_query's SQL error, a refused login) is for the
                             // log, not for a client that has not authenticated.

@@ -5,12 +5,14 @@ import io.netty.buffer.ByteBufAllocator;
 import java.util.Set;
 import org.cryoprotect.proxy.frontend.Pending.Kind;
 import org.cryoprotect.proxy.pool.PooledServer;
-import org.cryoprotect.proxy.pool.SqlScan;
-import org.cryoprotect.proxy.pool.SqlScan.Pin;
 import org.cryoprotect.proxy.protocol.Frames;
+import org.cryoprotect.proxy.protocol.backend.ErrorResponse;
 import org.cryoprotect.proxy.protocol.frontend.Bind;
+import org.cryoprotect.proxy.protocol.frontend.FrontendMessageTypes;
 import org.cryoprotect.proxy.protocol.frontend.Parse;
 import org.cryoprotect.proxy.protocol.frontend.Query;
+import org.cryoprotect.proxy.sql.SqlScan;
+import org.cryoprotect.proxy.sql.SqlScan.Pin;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -34,6 +36,13 @@ final class ClientFrames implements StatementRenamer.Link {
   /** One client frame to the linked server, rewritten where prepared statements need it. */
   void send(ByteBuf frame) {
     byte type = Frames.type(frame);
+    if (s.serverSkipping) {
+      if (type != FrontendMessageTypes.SYNC) {
+        frame.release(); // the server would read and discard it, answering nothing
+        return;
+      }
+      s.serverSkipping = false;
+    }
     if (s.window.isOpen() && !s.window.request(frame)) {
       s.commitWindow(); // too big to replay: it streams
     }
@@ -145,8 +154,8 @@ final class ClientFrames implements StatementRenamer.Link {
   }
 
   @Override
-  public void local(Kind kind) {
-    s.pending.add(kind, true);
+  public void local(Pending reply) {
+    s.pending.add(reply);
     s.answerLocally();
   }
 
@@ -172,5 +181,13 @@ final class ClientFrames implements StatementRenamer.Link {
   @Override
   public void write(ByteBuf frame) {
     s.write(frame);
+  }
+
+  /** The server fails the batch here (34000, {@link Query#failBatch}); the client hears why. */
+  @Override
+  public void refuse(ErrorResponse error) {
+    Pending failed = s.pending.add(Kind.EXECUTE, true);
+    failed.error = error;
+    s.write(Query.failBatch(s.ctx.alloc()));
   }
 }

@@ -82,6 +82,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter implements Server
   boolean copyIn;
   boolean resetNeeded; // DISCARD ALL before the connection returns to the pool
   boolean skipUntilSync; // the pool failed this batch: drop frames up to its Sync
+  boolean serverSkipping; // the server failed this batch before its Sync: it discards up to it
   boolean applyRefused; // the server refused the client's settings: it is being closed
   byte txStatus = ReadyForQuery.IDLE;
   // Transaction control sent since the last ReadyForQuery (SqlScan bits): what a lost server
@@ -132,6 +133,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter implements Server
             transactionMode,
             frontend.pools().prepared(database.name(), pool.key().role()),
             () -> frontend.config().pool().preparedPerServer(),
+            () -> frontend.config().limits().maxClientPreparedStatements(),
             frontend.metrics(),
             this::statementContext);
     this.stats = new SessionStats(pool, frontend.metrics(), database.name());
@@ -432,6 +434,11 @@ final class ClientSession extends ChannelInboundHandlerAdapter implements Server
         copyIn = false;
       }
       if (midBatch) {
+        // PostgreSQL commits a batch's implicit transaction only at its Sync, which this client
+        // never sent (directly, its backend would exit and roll back): the batch fails before the
+        // proxy's Sync ends it, so that Sync rolls back what the batch did.
+        write(Query.failBatch(ctx.alloc()));
+        pending.add(Kind.EXECUTE, false);
         write(Query.empty(ctx.alloc(), 'S'));
         pending.add(Kind.SYNC, false);
         midBatch = false;

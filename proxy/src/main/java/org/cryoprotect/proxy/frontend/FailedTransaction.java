@@ -5,7 +5,6 @@ import io.netty.channel.ChannelHandlerContext;
 import java.util.HashSet;
 import java.util.Set;
 import org.cryoprotect.proxy.pool.PreparedRegistry;
-import org.cryoprotect.proxy.pool.SqlScan;
 import org.cryoprotect.proxy.protocol.Frames;
 import org.cryoprotect.proxy.protocol.SqlState;
 import org.cryoprotect.proxy.protocol.backend.ErrorResponse;
@@ -15,6 +14,7 @@ import org.cryoprotect.proxy.protocol.frontend.Bind;
 import org.cryoprotect.proxy.protocol.frontend.Parse;
 import org.cryoprotect.proxy.protocol.frontend.Query;
 import org.cryoprotect.proxy.protocol.frontend.Target;
+import org.cryoprotect.proxy.sql.SqlScan;
 
 /**
  * A client whose transaction died with its server connection (transaction mode). The proxy answers

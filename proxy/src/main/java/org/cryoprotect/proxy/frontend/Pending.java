@@ -1,6 +1,7 @@
 package org.cryoprotect.proxy.frontend;
 
 import org.cryoprotect.proxy.pool.PreparedRegistry;
+import org.cryoprotect.proxy.protocol.backend.ErrorResponse;
 
 /**
  * One reply (sequence) the server or the proxy still owes a client session, in the order the
@@ -48,8 +49,10 @@ final class Pending {
   final String statement; // proxy statement name for PARSE and BIND, else null
   PreparedRegistry.Entry entry; // for PARSE: marked verified when the server accepts it
   UnnamedStatement unnamed; // for PARSE of the unnamed statement: the client's statement
-  UnnamedStatement previous; // ... and the one it replaced, the client's again if skipped
-  String clientName; // for PARSE the client asked for: its name for the statement
+  UnnamedStatement previous; // ... and the one it replaced (or a Close dropped), again if skipped
+  String clientName; // for PARSE the client asked for (and local Parse/Close): the client's name
+  String closed; // for CLOSE of a statement: its server-side name ("" = unnamed), if skipped
+  ErrorResponse error; // the proxy failed the batch on purpose: what the client is told instead
   String duplicateOf; // for PARSE: the client's name its 42P05 must say instead of the proxy's
   String sql; // audited sessions, QUERY and EXECUTE: the text it runs (AuditTrail)
   String parameters; // ... the values it was bound with, when audit.parameters is on

@@ -4,7 +4,7 @@ import java.util.EnumSet;
 import java.util.Locale;
 import java.util.Set;
 import org.cryoprotect.proxy.metrics.ProxyMetrics;
-import org.cryoprotect.proxy.pool.SqlScan.Pin;
+import org.cryoprotect.proxy.sql.SqlScan.Pin;
 
 /**
  * What ties a client to its server connection in transaction mode, by reason (DESIGN §3): state on

@@ -2,6 +2,8 @@ package org.cryoprotect.proxy.frontend;
 
 import io.netty.channel.ChannelHandlerContext;
 import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.List;
 import org.cryoprotect.proxy.frontend.Pending.Kind;
 import org.cryoprotect.proxy.pool.PooledServer;
 import org.cryoprotect.proxy.protocol.backend.ErrorResponse;
@@ -79,23 +81,30 @@ final class ReplyQueue {
 
   /**
    * The head failed with an ErrorResponse in the extended protocol: the server skips every message
-   * up to the Sync, so their replies will not come. Statements whose Parse was skipped or failed
-   * are not prepared on {@code server} ({@link StatementRenamer#parseFailed}).
+   * up to the Sync, so their replies will not come, and what the proxy recorded for them (and for
+   * what it answered itself among them) is undone ({@link StatementRenamer#undo}), newest first, so
+   * that each undo finds what the message before it left. Returns true when the queue held the
+   * batch's Sync; false when the client has not sent it yet, and the server skips what it still
+   * sends up to it.
    */
-  void skipToSync(PooledServer server, StatementRenamer statements) {
+  boolean skipToSync(PooledServer server, StatementRenamer statements) {
+    List<Pending> undone = new ArrayList<>(); // the failed head, then what the server skipped
     Pending head = queue.pollFirst();
-    boolean skipped = false;
     while (head != null) {
-      if (head.kind == Kind.PARSE) {
-        statements.parseFailed(head, server, skipped);
-      }
-      skipped = true;
+      undone.add(head);
       head = queue.peekFirst();
       if (head == null || head.kind == Kind.SYNC) {
-        return;
+        break;
       }
       queue.pollFirst();
     }
+    for (int i = undone.size() - 1; i >= 0; i--) {
+      Pending p = undone.get(i);
+      if (p.kind == Kind.PARSE || p.clientName != null || p.closed != null) {
+        statements.undo(p, server, i > 0);
+      }
+    }
+    return head != null;
   }
 
   /** Whether any reply still due is the client's (not only the proxy's own queries). */

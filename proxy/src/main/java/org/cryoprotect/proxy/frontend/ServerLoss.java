@@ -5,12 +5,12 @@ import org.cryoprotect.proxy.config.ProxyConfig.Endpoint;
 import org.cryoprotect.proxy.frontend.Pending.Kind;
 import org.cryoprotect.proxy.metrics.ProxyMetrics;
 import org.cryoprotect.proxy.pool.PooledServer;
-import org.cryoprotect.proxy.pool.SqlScan;
 import org.cryoprotect.proxy.protocol.Frames;
 import org.cryoprotect.proxy.protocol.SqlState;
 import org.cryoprotect.proxy.protocol.backend.ErrorResponse;
 import org.cryoprotect.proxy.protocol.backend.ReadyForQuery;
 import org.cryoprotect.proxy.protocol.frontend.FrontendMessageTypes;
+import org.cryoprotect.proxy.sql.SqlScan;
 
 /**
  * What a lost server connection means for the client session that held it: nothing when the client
@@ -113,6 +113,7 @@ final class ServerLoss {
       s.frontend.metrics().error(lost.sqlState().substring(0, 2), ProxyMetrics.PROXY);
     }
     s.midBatch = false;
+    s.serverSkipping = false;
     s.copyIn = false;
     s.errorSent = false;
     s.pins.clear(); // the state they protected died with the connection

@@ -4,7 +4,6 @@ import io.netty.buffer.ByteBuf;
 import java.util.Map;
 import java.util.Set;
 import org.cryoprotect.proxy.frontend.Pending.Kind;
-import org.cryoprotect.proxy.pool.SqlScan.Pin;
 import org.cryoprotect.proxy.protocol.Frames;
 import org.cryoprotect.proxy.protocol.SqlState;
 import org.cryoprotect.proxy.protocol.backend.DataRow;
@@ -13,6 +12,7 @@ import org.cryoprotect.proxy.protocol.backend.ErrorResponse.Severity;
 import org.cryoprotect.proxy.protocol.backend.ParameterStatus;
 import org.cryoprotect.proxy.protocol.backend.ReadyForQuery;
 import org.cryoprotect.proxy.protocol.frontend.Query;
+import org.cryoprotect.proxy.sql.SqlScan.Pin;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -204,12 +204,19 @@ final class ServerReplies {
       }
       return;
     }
+    if (head.error != null) { // the proxy failed the batch on purpose: the client hears its reason
+      frame.release();
+      frame = head.error.encode(s.ctx.alloc());
+    }
     boolean extended =
         head.kind != Kind.QUERY && head.kind != Kind.FUNCTION && head.kind != Kind.SYNC;
     String sqlState = ErrorResponse.sqlState(frame);
     // A replica's 25006 to a unit misjudged as a read: it runs again on the primary at its end.
     boolean misjudged = s.window.isOpen() && s.unit.misjudged(sqlState);
-    if (!misjudged && sqlState != null && sqlState.length() == 5) {
+    if (!misjudged
+        && sqlState != null
+        && sqlState.length() == 5
+        && s.state != ClientState.CLOSED) { // after the client left, nobody's error
       s.frontend.metrics().error(sqlState.substring(0, 2), "server");
     }
     if (s.transactionMode && endsConnection(frame)) {
@@ -226,7 +233,9 @@ final class ServerReplies {
     if (!extended) {
       return;
     }
-    s.pending.skipToSync(s.server, s.statements);
+    // Without the batch's Sync queued, the client sends the rest of the batch after the error (it
+    // flushed, read the error, went on): the server discards all of it up to that Sync.
+    s.serverSkipping = !s.pending.skipToSync(s.server, s.statements);
   }
 
   /**

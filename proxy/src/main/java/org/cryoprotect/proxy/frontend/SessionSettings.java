@@ -6,8 +6,8 @@ import java.util.List;
 import java.util.Map;
 import java.util.Objects;
 import java.util.Set;
-import org.cryoprotect.proxy.pool.SqlScan;
 import org.cryoprotect.proxy.protocol.frontend.StartupMessage;
+import org.cryoprotect.proxy.sql.SqlScan;
 
 /**
  * A client's session settings in transaction mode: read from its startup packet, captured from the

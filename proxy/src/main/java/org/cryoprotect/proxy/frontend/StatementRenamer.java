@@ -10,11 +10,14 @@ import org.cryoprotect.proxy.frontend.Pending.Kind;
 import org.cryoprotect.proxy.metrics.ProxyMetrics;
 import org.cryoprotect.proxy.pool.PooledServer;
 import org.cryoprotect.proxy.pool.PreparedRegistry;
-import org.cryoprotect.proxy.pool.SqlScan;
 import org.cryoprotect.proxy.protocol.Frames;
+import org.cryoprotect.proxy.protocol.SqlState;
+import org.cryoprotect.proxy.protocol.backend.ErrorResponse;
+import org.cryoprotect.proxy.protocol.backend.ErrorResponse.Severity;
 import org.cryoprotect.proxy.protocol.frontend.Bind;
 import org.cryoprotect.proxy.protocol.frontend.Parse;
 import org.cryoprotect.proxy.protocol.frontend.Target;
+import org.cryoprotect.proxy.sql.SqlScan;
 
 /**
  * One client's prepared statements in transaction mode: the client's names map to proxy-wide names
@@ -34,17 +37,24 @@ final class StatementRenamer {
     void expect(Pending reply);
 
     /** Queues a reply the proxy gives itself, in order with the server's. */
-    void local(Kind kind);
+    void local(Pending reply);
 
     void noteEffects(SqlScan.Effects effects);
 
     /** A statement with these {@link SqlScan} transaction-control bits is about to run. */
     void noteControl(int bits);
+
+    /**
+     * Fails the client's batch at this point with {@code error}, as a server error would: the
+     * server fails it too, so that nothing the batch did before commits.
+     */
+    void refuse(ErrorResponse error);
   }
 
   private final boolean rename;
   private final PreparedRegistry registry;
   private final IntSupplier perServer; // RELOAD may change it
+  private final IntSupplier perClient; // limits.max_client_prepared_statements
   private final ProxyMetrics metrics;
   private final Supplier<String> context; // what fixes a text's meaning: search_path, role
   private final Map<String, PreparedRegistry.Entry> byName = new HashMap<>();
@@ -54,11 +64,13 @@ final class StatementRenamer {
       boolean rename,
       PreparedRegistry registry,
       IntSupplier perServer,
+      IntSupplier perClient,
       ProxyMetrics metrics,
       Supplier<String> context) {
     this.rename = rename;
     this.registry = registry;
     this.perServer = perServer;
+    this.perClient = perClient;
     this.metrics = metrics;
     this.context = context;
   }
@@ -105,9 +117,22 @@ final class StatementRenamer {
       duplicate(existing, parse.name(), link);
       return;
     }
+    if (byName.size() >= perClient.getAsInt()) {
+      link.refuse(
+          ErrorResponse.of(
+              Severity.ERROR,
+              SqlState.PROGRAM_LIMIT_EXCEEDED,
+              "too many prepared statements: this session holds "
+                  + byName.size()
+                  + " (limits.max_client_prepared_statements); close some first"));
+      return;
+    }
     byName.put(parse.name(), entry);
     if (link.server().hasPrepared(entry.name())) {
-      link.local(Kind.LOCAL_PARSE_COMPLETE);
+      Pending local = new Pending(Kind.LOCAL_PARSE_COMPLETE, true, null);
+      local.entry = entry; // the name is undone if the server skips this point of the batch
+      local.clientName = parse.name();
+      link.local(local);
     } else {
       prepareOnServer(entry, parse.name(), link);
     }
@@ -183,15 +208,20 @@ final class StatementRenamer {
     if (rename && target.isStatement() && !target.name().isEmpty()) {
       // Other clients may share the server-side statement: the client's name is what goes away.
       frame.release();
-      byName.remove(target.name());
-      link.local(Kind.LOCAL_CLOSE_COMPLETE);
+      Pending local = new Pending(Kind.LOCAL_CLOSE_COMPLETE, true, null);
+      local.entry = byName.remove(target.name()); // back if the server skips this point
+      local.clientName = target.name();
+      link.local(local);
       return;
     }
+    Pending close = new Pending(Kind.CLOSE, true, null);
     if (rename && target.isStatement()) {
+      close.closed = "";
+      close.previous = unnamed;
       unnamed = null;
       link.server().unnamed(null);
     }
-    link.expect(new Pending(Kind.CLOSE, true, null));
+    link.expect(close);
     link.write(frame);
   }
 
@@ -210,7 +240,9 @@ final class StatementRenamer {
       return;
     }
     if (unnamed == null) {
-      link.expect(new Pending(Kind.CLOSE, false, null));
+      Pending close = new Pending(Kind.CLOSE, false, null);
+      close.closed = "";
+      link.expect(close);
       link.write(new Target('C', Target.STATEMENT, "").encode(link.alloc()));
     } else {
       Pending parse = new Pending(Kind.PARSE, false, null);
@@ -266,8 +298,39 @@ final class StatementRenamer {
     server.unnamed(null);
   }
 
+  /**
+   * The server refused {@code p}, the message that failed its batch, or skipped it ({@code
+   * skipped}) after that failure: what it recorded is undone. A Parse makes no statement; a Close
+   * closed nothing, so the client's statement is its own again and the server's is closed before it
+   * is parsed anew; the server's unnamed statement is unknown after either.
+   */
+  void undo(Pending p, PooledServer server, boolean skipped) {
+    switch (p.kind) {
+      case PARSE, LOCAL_PARSE_COMPLETE -> parseFailed(p, server, skipped);
+      case LOCAL_CLOSE_COMPLETE -> {
+        if (p.entry != null && !byName.containsKey(p.clientName)) {
+          byName.put(p.clientName, p.entry);
+        }
+      }
+      case CLOSE -> {
+        if (!skipped || p.closed == null) {
+          return; // a Close that failed changed nothing either; the proxy's record is kept
+        }
+        if (!p.closed.isEmpty()) {
+          server.invalidatePrepared(p.closed);
+          return;
+        }
+        server.unnamed(PooledServer.UNKNOWN_UNNAMED);
+        if (unnamed == null) {
+          unnamed = p.previous;
+        }
+      }
+      default -> {}
+    }
+  }
+
   /** The server refused (or skipped, with {@code skipped}) the Parse of {@code p}. */
-  void parseFailed(Pending p, PooledServer server, boolean skipped) {
+  private void parseFailed(Pending p, PooledServer server, boolean skipped) {
     if (p.statement != null) {
       server.forgetPrepared(p.statement);
     }
@@ -317,7 +380,9 @@ final class StatementRenamer {
   }
 
   private static void closeOnServer(String statement, Link link) {
-    link.expect(new Pending(Kind.CLOSE, false, null));
+    Pending close = new Pending(Kind.CLOSE, false, null);
+    close.closed = statement; // still there if the server skips this Close
+    link.expect(close);
     link.write(new Target('C', Target.STATEMENT, statement).encode(link.alloc()));
   }
 }

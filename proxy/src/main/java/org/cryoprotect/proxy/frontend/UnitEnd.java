@@ -90,6 +90,7 @@ final class UnitEnd {
     s.window.rewind(s.backlog);
     s.pending.clear();
     s.midBatch = false;
+    s.serverSkipping = false;
     s.copyIn = false;
     s.errorSent = false;
     s.controlSent = 0;

@@ -8,10 +8,10 @@ import org.cryoprotect.proxy.protocol.frontend.Bind;
 import org.cryoprotect.proxy.protocol.frontend.Parse;
 import org.cryoprotect.proxy.protocol.frontend.Query;
 import org.cryoprotect.proxy.routing.FunctionVolatility;
-import org.cryoprotect.proxy.routing.ReadClassifier;
-import org.cryoprotect.proxy.routing.ReadClassifier.Classification;
-import org.cryoprotect.proxy.routing.ReadClassifier.Hint;
-import org.cryoprotect.proxy.routing.ReadClassifier.Kind;
+import org.cryoprotect.proxy.sql.ReadClassifier;
+import org.cryoprotect.proxy.sql.ReadClassifier.Classification;
+import org.cryoprotect.proxy.sql.ReadClassifier.Hint;
+import org.cryoprotect.proxy.sql.ReadClassifier.Kind;
 
 /**
  * Where the first unit of a transaction (the client's messages up to its first Sync or Query) may

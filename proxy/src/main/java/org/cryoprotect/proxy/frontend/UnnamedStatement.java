@@ -2,9 +2,9 @@ package org.cryoprotect.proxy.frontend;
 
 import io.netty.buffer.ByteBuf;
 import io.netty.buffer.ByteBufAllocator;
-import org.cryoprotect.proxy.pool.SqlScan;
 import org.cryoprotect.proxy.protocol.Frames;
 import org.cryoprotect.proxy.protocol.frontend.Parse;
+import org.cryoprotect.proxy.sql.SqlScan;
 
 /**
  * A client's unnamed prepared statement in transaction mode, kept as the bytes of the Parse that

@@ -24,4 +24,10 @@ public record PoolStats(
     int svTested,
     int svLogin,
     int poolSize,
-    long maxWaitMicros) {}
+    long maxWaitMicros) {
+
+  /** Server connections not in the idle list: lent to a client, under a check, or canceling. */
+  public int svBusy() {
+    return svActive + svActiveCancel + svTested + svBeingCanceled;
+  }
+}

@@ -38,17 +38,21 @@ final class ScrapeTimeGauges implements MultiCollector {
           new Gauge<>(
               "cryoproxy_cl_idle", "Clients connected and not in a transaction", s -> s.clIdle()),
           new Gauge<>(
-              "cryoproxy_sv_active", "Server connections linked to a client", s -> s.svActive()),
+              "cryoproxy_sv_active",
+              "Server connections lent out (active, active_cancel, tested, being_canceled)",
+              s -> s.svBusy()),
           new Gauge<>("cryoproxy_sv_idle", "Server connections ready for reuse", s -> s.svIdle()),
           new Gauge<>(
-              "cryoproxy_sv_used", "Server connections released, not yet checked", s -> s.svUsed()),
+              "cryoproxy_sv_used",
+              "Idle server connections past server_check_delay, checked before next use",
+              s -> s.svUsed()),
           new Gauge<>("cryoproxy_sv_login", "Server connections logging in", s -> s.svLogin()),
           new Gauge<>(
               "cryoproxy_pool_size", "Configured maximum of server connections", s -> s.poolSize()),
           new Gauge<>(
               "cryoproxy_pool_utilisation",
               "sv_active / pool_size",
-              s -> s.poolSize() == 0 ? 0 : (double) s.svActive() / s.poolSize()),
+              s -> s.poolSize() == 0 ? 0 : (double) s.svBusy() / s.poolSize()),
           new Gauge<>(
               "cryoproxy_maxwait_seconds",
               "How long the oldest waiting client has waited",

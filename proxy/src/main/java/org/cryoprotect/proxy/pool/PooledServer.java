@@ -105,6 +105,9 @@ public final class PooledServer {
     synchronized (this) {
       owner = null;
     }
+    // A slow client's backpressure may have paused reading; an idle connection must read, or it
+    // would not notice that the server closed it.
+    channel().config().setAutoRead(true);
   }
 
   /** Cancels of {@code client} may reach this connection until it is given back. */

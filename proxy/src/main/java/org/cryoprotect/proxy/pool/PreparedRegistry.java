@@ -5,7 +5,8 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.concurrent.atomic.AtomicLong;
 import org.cryoprotect.proxy.protocol.frontend.Parse;
-import org.cryoprotect.proxy.routing.ReadClassifier;
+import org.cryoprotect.proxy.sql.ReadClassifier;
+import org.cryoprotect.proxy.sql.SqlScan;
 
 /**
  * Proxy-wide names for the prepared statements of one (database, role): the same query text with

@@ -16,11 +16,16 @@ import java.util.List;
 public final class PgFrameDecoder extends ByteToMessageDecoder {
   private static final int HEADER = 5;
 
-  private final int maxMessageSize;
+  private int maxMessageSize;
   private boolean broken;
 
   /** {@code maxMessageSize} bounds the body (length field minus its own 4 bytes). */
   public PgFrameDecoder(int maxMessageSize) {
+    this.maxMessageSize = maxMessageSize;
+  }
+
+  /** A new bound from the next frame on, on the channel's loop (a phase change of the protocol). */
+  public void maxMessageSize(int maxMessageSize) {
     this.maxMessageSize = maxMessageSize;
   }
 

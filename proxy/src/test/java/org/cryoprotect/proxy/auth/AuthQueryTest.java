@@ -48,4 +48,27 @@ class AuthQueryTest {
     assertThat(submitted).hasValue(1);
     assertThat(query.toString()).doesNotContain("jdbc");
   }
+
+  @Test
+  void lookUpsPastTheBoundAreRefusedAtOnceAndMakeRoomWhenOthersEnd() throws Exception {
+    java.util.List<Runnable> held = new java.util.ArrayList<>();
+    Executor holding = held::add; // nothing runs until the test says so
+    AuthQuery query = new AuthQuery("jdbc:postgresql://127.0.0.1:1/none", "u", null, null, holding);
+    java.util.List<java.util.concurrent.CompletableFuture<?>> waiting = new java.util.ArrayList<>();
+    for (int i = 0; i < AuthQuery.MAX_PENDING; i++) {
+      waiting.add(query.lookup("user" + i));
+    }
+    assertThat(waiting).noneMatch(java.util.concurrent.CompletableFuture::isDone);
+    assertThat(query.lookup("one too many"))
+        .isCompletedExceptionally()
+        .failsWithin(java.time.Duration.ZERO)
+        .withThrowableOfType(ExecutionException.class)
+        .withCauseInstanceOf(AuthQuery.Busy.class);
+    assertThat(held).hasSize(AuthQuery.MAX_PENDING);
+    query.close();
+    held.get(0).run(); // fails (closed) and so ends: one place is free again
+    assertThat(waiting.get(0)).isCompletedExceptionally();
+    assertThat(query.lookup("next")).isNotCompletedExceptionally();
+    assertThat(held).hasSize(AuthQuery.MAX_PENDING + 1);
+  }
 }

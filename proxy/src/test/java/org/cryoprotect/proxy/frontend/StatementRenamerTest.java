@@ -22,12 +22,13 @@ import org.cryoprotect.proxy.metrics.ProxyMetrics;
 import org.cryoprotect.proxy.pool.PooledServer;
 import org.cryoprotect.proxy.pool.PreparedRegistry;
 import org.cryoprotect.proxy.pool.ServerPool;
-import org.cryoprotect.proxy.pool.SqlScan;
 import org.cryoprotect.proxy.protocol.Frames;
 import org.cryoprotect.proxy.protocol.backend.BackendKeyData;
+import org.cryoprotect.proxy.protocol.backend.ErrorResponse;
 import org.cryoprotect.proxy.protocol.frontend.Bind;
 import org.cryoprotect.proxy.protocol.frontend.Parse;
 import org.cryoprotect.proxy.protocol.frontend.Target;
+import org.cryoprotect.proxy.sql.SqlScan;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
@@ -49,6 +50,20 @@ class StatementRenamerTest {
 
   static Stream<Arguments> lives() {
     return Stream.of(
+        life(
+            "a Parse past limits.max_client_prepared_statements fails the batch with 54000; a"
+                + " Parse of a name the client has is still 42P05, and a Close makes room",
+            "perclient 2",
+            "P s1 SELECT 1",
+            "P s2 SELECT 2",
+            "done",
+            "P s3 SELECT 3 => refuse 54000",
+            "names => s1,s2",
+            "P s1 SELECT 4 => PARSE dup s1; >P cryoproxy_1 'SELECT 1'",
+            "done",
+            "C s2 => local LOCAL_CLOSE_COMPLETE",
+            "P s3 SELECT 3 => PARSE cryoproxy_3 for s3; >P cryoproxy_3 'SELECT 3'",
+            "names => s1,s3"),
         life(
             "a named Parse the server lacks goes to it under the proxy-wide name",
             "P s1 SELECT 1 => PARSE cryoproxy_1 for s1; >P cryoproxy_1 'SELECT 1'",
@@ -256,6 +271,7 @@ class StatementRenamerTest {
     final List<PooledServer> servers = new ArrayList<>();
     final List<Client> clients = new ArrayList<>();
     int bound = 10; // pool.prepared_per_server; RELOAD may change it
+    int perClient = 10_000; // limits.max_client_prepared_statements
     Client client;
 
     World() {
@@ -279,7 +295,12 @@ class StatementRenamerTest {
         link.server = server;
         renamer =
             new StatementRenamer(
-                transactionMode, registry, () -> bound, ProxyMetrics.NONE, () -> context);
+                transactionMode,
+                registry,
+                () -> bound,
+                () -> perClient,
+                ProxyMetrics.NONE,
+                () -> context);
       }
     }
 
@@ -318,6 +339,7 @@ class StatementRenamerTest {
         }
         case "stale" -> link.server.invalidatePrepared(w[1]);
         case "bound" -> bound = Integer.parseInt(w[1]);
+        case "perclient" -> perClient = Integer.parseInt(w[1]);
         case "server" -> link.server = servers.get(Integer.parseInt(w[1]) - 1);
         case "client" -> client = clients.get(Integer.parseInt(w[1]) - 1);
         case "search_path" -> client.context = w[1];
@@ -427,9 +449,9 @@ class StatementRenamerTest {
     }
 
     @Override
-    public void local(Kind kind) {
-      replies.add(kind, true);
-      trace.add("local " + kind);
+    public void local(Pending reply) {
+      replies.add(reply);
+      trace.add("local " + reply.kind);
     }
 
     @Override
@@ -444,6 +466,13 @@ class StatementRenamerTest {
       if (bits != 0) {
         trace.add("control " + bits);
       }
+    }
+
+    @Override
+    public void refuse(ErrorResponse error) {
+      Pending failed = replies.add(Kind.EXECUTE, true);
+      failed.error = error;
+      trace.add("refuse " + error.sqlState());
     }
 
     /** The kinds still queued, oldest first; the queue is left as it was. */

@@ -98,6 +98,63 @@ class BadInputIT {
     return error;
   }
 
+  /**
+   * A server that answers the login with a 16 MiB message (no login message is more than a few
+   * kilobytes) is refused before the proxy buffers it: the client's login fails at once with the
+   * reason, and the proxy's other clients go on.
+   */
+  @Test
+  void aServerSendingAHugeMessageAtLoginIsRefusedUnbuffered() throws Exception {
+    try (java.net.ServerSocket fake = new java.net.ServerSocket(0)) {
+      Thread server =
+          new Thread(
+              () -> {
+                while (!fake.isClosed()) { // the proxy's health probe connects too
+                  try {
+                    java.net.Socket s = fake.accept();
+                    new Thread(() -> answerHugely(s)).start();
+                  } catch (java.io.IOException e) {
+                    return; // closed
+                  }
+                }
+              });
+      server.start();
+      try (RunningProxy toFake =
+          RunningProxy.start(
+              RunningProxy.database("fake", "fake", "127.0.0.1", fake.getLocalPort()))) {
+        long t0 = System.nanoTime();
+        SQLException refused = null;
+        try (Connection c = toFake.connect("fake", "postgres", null)) {
+          // not expected to get here
+        } catch (SQLException e) {
+          refused = e;
+        }
+        assertThat((Throwable) refused).as("the login through a server sending 16 MiB").isNotNull();
+        assertThat(refused.getMessage()).contains("exceeds the maximum of 1048576");
+        assertThat(refused.getSQLState()).isEqualTo("08001");
+        assertThat(Duration.ofNanos(System.nanoTime() - t0)).isLessThan(Duration.ofSeconds(5));
+      }
+    }
+  }
+
+  /** Reads a StartupMessage, answers with the header of a 16 MiB message, waits for the close. */
+  static void answerHugely(java.net.Socket socket) {
+    try (socket) {
+      java.io.DataInputStream in = new java.io.DataInputStream(socket.getInputStream());
+      in.readFully(new byte[in.readInt() - 4]);
+      java.io.DataOutputStream out = new java.io.DataOutputStream(socket.getOutputStream());
+      out.writeByte('R');
+      out.writeInt(16 << 20);
+      out.write(new byte[8192]);
+      out.flush();
+      while (in.read() >= 0) {
+        // until the other side hangs up
+      }
+    } catch (java.io.IOException e) {
+      // the other side hung up first: what is expected of it
+    }
+  }
+
   @Test
   void garbageBeforeStartup() throws Exception {
     try (WireClient client = new WireClient(proxy.port())) {

@@ -1,6 +1,7 @@
 package org.cryoprotect.proxy.it;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.awaitility.Awaitility.await;
 
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -27,6 +28,8 @@ import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
 
 /**
  * A server connection lost inside a transaction, under transaction pooling, must never let the
@@ -357,6 +360,51 @@ class TransactionAtomicityIT {
         return;
       }
       replies.add(c.ask(sql));
+    }
+  }
+
+  /**
+   * A client sends a transfer as one extended-protocol batch (two Executes in the batch's implicit
+   * transaction), flushes, reads both CommandCompletes and vanishes before its Sync. PostgreSQL
+   * never commits a batch whose Sync never came: directly, the backend exits and rolls it back.
+   * Through the proxy the server connection outlives the client, and on 8124937 the proxy ended the
+   * batch with its own Sync, committing half a conversation the client never finished. Both targets
+   * must leave the accounts as they were, and the proxy must stay usable.
+   */
+  @ParameterizedTest
+  @ValueSource(strings = {"direct", "proxy"})
+  void aClientThatVanishesBeforeItsSyncCommitsNothing(String target) throws Exception {
+    int[] acct = accounts();
+    int port = target.equals("direct") ? pg.primary().port() : proxy.port();
+    List<Character> seen = new ArrayList<>();
+    try (WireClient c = new WireClient(port)) {
+      c.startup("postgres", "app");
+      assertThat(c.readUntilReady()).isNull();
+      c.send(
+          WireClient.concat(
+              WireClient.parse("", move(acct[0], -10)),
+              WireClient.bind("", ""),
+              WireClient.execute("", 0),
+              WireClient.parse("", move(acct[1], 10)),
+              WireClient.bind("", ""),
+              WireClient.execute("", 0),
+              WireClient.flush()));
+      while (seen.stream().filter(t -> t == 'C').count() < 2) {
+        Message m = c.read();
+        assertThat(m.type()).as("%s", m).isNotEqualTo('E');
+        seen.add(m.type());
+      }
+    } // closed here: no Sync was ever sent
+    await()
+        .during(Duration.ofSeconds(1))
+        .atMost(Duration.ofSeconds(5))
+        .untilAsserted(
+            () ->
+                assertThat(balances(acct))
+                    .as("%s after %s", target, seen)
+                    .containsExactly(100, 100));
+    try (WireClient c = login()) {
+      assertThat(c.ask("SELECT 'still fine'").rows()).containsExactly(List.of("still fine"));
     }
   }
 

@@ -185,6 +185,35 @@ class UnnamedStatementIT {
     return f.toCompletionStage().toCompletableFuture().get(30, TimeUnit.SECONDS);
   }
 
+  /**
+   * An error before the client's Sync, which it sends only after reading the error (Parse, Flush;
+   * then Bind, Execute, Sync, as a pipelining client does): PostgreSQL discards everything up to
+   * the Sync and answers it with ReadyForQuery alone. Through a pool of one, the client's next
+   * statement and another client's must then run as they do directly. On 8124937 the proxy queued
+   * replies for the discarded messages that never came, and kept the only server connection from B
+   * until B's wait timed out.
+   */
+  @ParameterizedTest
+  @ValueSource(strings = {"direct", "pool1"})
+  void theRestOfABatchAfterAnErrorIsDiscardedUpToItsSync(String target) throws Exception {
+    try (WireClient a = login(port(target));
+        WireClient b = login(port(target))) {
+      a.send(WireClient.concat(WireClient.parse("", "SELECT nope"), WireClient.flush()));
+      WireClient.Message error = a.read();
+      assertThat(error.type()).as("%s", error).isEqualTo('E');
+      assertThat(error.sqlState()).isEqualTo("42703");
+      List<WireClient.Message> rest =
+          a.exchange(
+              WireClient.bind("", "", "x"),
+              WireClient.execute("", 0),
+              WireClient.query("SELECT 'skipped too'"),
+              WireClient.sync());
+      assertThat(rest).extracting(WireClient.Message::type).containsExactly('Z');
+      assertThat(a.ask("SELECT 'a'").rows()).containsExactly(List.of("a"));
+      assertThat(b.timeout(10_000).ask("SELECT 'b'").rows()).containsExactly(List.of("b"));
+    }
+  }
+
   static WireClient login(int port) throws Exception {
     WireClient c = new WireClient(port);
     c.startup("postgres", "app");

@@ -28,6 +28,19 @@ public final class Query {
     return Frames.finish(buf, at);
   }
 
+  /**
+   * Execute ('E') of a portal no client can have made: the server answers 34000 and, in the
+   * extended protocol, discards everything up to the next Sync, which then rolls back the batch's
+   * implicit transaction instead of committing it.
+   */
+  public static ByteBuf failBatch(ByteBufAllocator alloc) {
+    ByteBuf buf = alloc.buffer(Frames.HEADER + 32);
+    int at = Frames.begin(buf, 'E');
+    Frames.writeCString(buf, "\u0001cryoproxy: the client left mid-batch");
+    buf.writeInt(0);
+    return Frames.finish(buf, at);
+  }
+
   /** CopyFail ('f'): ends a COPY FROM STDIN with an error. */
   public static ByteBuf copyFail(ByteBufAllocator alloc, String reason) {
     ByteBuf buf = alloc.buffer(Frames.HEADER + reason.length() + 1);

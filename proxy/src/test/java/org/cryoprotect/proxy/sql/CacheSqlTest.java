@@ -1,11 +1,11 @@
-package org.cryoprotect.proxy.cache;
+package org.cryoprotect.proxy.sql;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
 import java.time.Duration;
 import java.util.List;
-import org.cryoprotect.proxy.cache.CacheSql.Analysis;
-import org.cryoprotect.proxy.cache.CacheSql.Hint;
+import org.cryoprotect.proxy.sql.CacheSql.Analysis;
+import org.cryoprotect.proxy.sql.CacheSql.Hint;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;

@@ -1,4 +1,4 @@
-package org.cryoprotect.proxy.routing;
+package org.cryoprotect.proxy.sql;
 
 import java.util.ArrayList;
 import java.util.List;

@@ -1,4 +1,4 @@
-package org.cryoprotect.proxy.pool;
+package org.cryoprotect.proxy.sql;
 
 import io.netty.buffer.ByteBuf;
 import java.util.EnumSet;

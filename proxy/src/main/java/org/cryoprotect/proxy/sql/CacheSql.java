@@ -1,4 +1,4 @@
-package org.cryoprotect.proxy.cache;
+package org.cryoprotect.proxy.sql;
 
 import java.time.Duration;
 import java.util.ArrayList;
@@ -7,7 +7,6 @@ import java.util.HashSet;
 import java.util.List;
 import java.util.Locale;
 import java.util.Set;
-import org.cryoprotect.proxy.routing.ReadClassifier;
 
 /**
  * What the result cache must know of a SQL text, read from the text alone: whether every statement
@@ -15,11 +14,11 @@ import org.cryoprotect.proxy.routing.ReadClassifier;
  * TABLE), the names it mentions at all (for writes), its hint, and the words that make a reply
  * depend on the moment ({@code current_timestamp}, {@code 'now'}).
  *
- * <p>Lexical on purpose, like {@link org.cryoprotect.proxy.routing.ReadClassifier}: it knows
- * literals, quoted identifiers, dollar quotes and comments, and does not parse. It errs towards
- * "not cacheable": a word it takes for a relation but is not one (a column after {@code EXTRACT(x
- * FROM col)}) is not covered by any rule, so the query is simply not cached. What it must never do
- * is miss a relation; every FROM-list item and every JOIN operand is read, also inside parentheses.
+ * <p>Lexical on purpose, like {@link org.cryoprotect.proxy.sql.ReadClassifier}: it knows literals,
+ * quoted identifiers, dollar quotes and comments, and does not parse. It errs towards "not
+ * cacheable": a word it takes for a relation but is not one (a column after {@code EXTRACT(x FROM
+ * col)}) is not covered by any rule, so the query is simply not cached. What it must never do is
+ * miss a relation; every FROM-list item and every JOIN operand is read, also inside parentheses.
  */
 public final class CacheSql {
 

@@ -1,4 +1,4 @@
-package org.cryoprotect.proxy.routing;
+package org.cryoprotect.proxy.sql;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatCode;
@@ -8,9 +8,9 @@ import static org.junit.jupiter.params.provider.Arguments.arguments;
 import java.util.List;
 import java.util.Random;
 import java.util.stream.Stream;
-import org.cryoprotect.proxy.routing.ReadClassifier.Classification;
-import org.cryoprotect.proxy.routing.ReadClassifier.Hint;
-import org.cryoprotect.proxy.routing.ReadClassifier.Kind;
+import org.cryoprotect.proxy.sql.ReadClassifier.Classification;
+import org.cryoprotect.proxy.sql.ReadClassifier.Hint;
+import org.cryoprotect.proxy.sql.ReadClassifier.Kind;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;

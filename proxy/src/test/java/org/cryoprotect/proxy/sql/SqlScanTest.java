@@ -1,11 +1,11 @@
-package org.cryoprotect.proxy.pool;
+package org.cryoprotect.proxy.sql;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
 import io.netty.buffer.ByteBuf;
 import io.netty.buffer.Unpooled;
 import java.nio.charset.StandardCharsets;
-import org.cryoprotect.proxy.pool.SqlScan.Pin;
+import org.cryoprotect.proxy.sql.SqlScan.Pin;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
