@@ -8,9 +8,6 @@ import java.util.List;
  */
 @FunctionalInterface
 public interface Readiness {
-  /** Ready, with no per-node detail: used until something knows better. */
-  Readiness ALWAYS_READY = () -> new Status(true, List.of());
-
   Status status();
 
   /** {@code ready} decides 200 or 503; {@code nodes} is the detail in the JSON body. */

@@ -83,6 +83,7 @@ final class ClientSession extends ChannelInboundHandlerAdapter implements Server
   boolean resetNeeded; // DISCARD ALL before the connection returns to the pool
   boolean skipUntilSync; // the pool failed this batch: drop frames up to its Sync
   boolean serverSkipping; // the server failed this batch before its Sync: it discards up to it
+  private long heldSinceCheck; // bytes added to the backlog since it was last summed
   boolean applyRefused; // the server refused the client's settings: it is being closed
   byte txStatus = ReadyForQuery.IDLE;
   // Transaction control sent since the last ReadyForQuery (SqlScan bits): what a lost server
@@ -293,10 +294,37 @@ final class ClientSession extends ChannelInboundHandlerAdapter implements Server
       backlog.add(frame); // a server is borrowed at the end of the read, for the whole unit
       if (state == ClientState.WAITING) {
         checkout.heldWhileWaiting(frame.readableBytes());
+      } else if ((heldSinceCheck += frame.readableBytes()) > maxBacklogBytes() / 4) {
+        heldSinceCheck = 0; // the backlog is summed every quarter of the bound, not every frame
+        refuseOversizedBacklog();
       }
       return;
     }
     sendOrRefuse(frame);
+  }
+
+  private long maxBacklogBytes() {
+    return 2L * frontend.config().limits().maxMessageSize();
+  }
+
+  /**
+   * What a client sends ahead of its unit's start is held, and while it waits for a server
+   * connection reading pauses ({@link Checkout#heldWhileWaiting}). Before that, a unit that cannot
+   * be routed until its end arrives (a batch of reads up to its Sync) must be read whole, so the
+   * bound there is a refusal: two messages of the largest size allowed, or 54000.
+   */
+  private void refuseOversizedBacklog() {
+    long bytes = 0;
+    for (ByteBuf held : backlog) {
+      bytes += held.readableBytes();
+    }
+    if (bytes > maxBacklogBytes()) {
+      client.fatal(
+          SqlState.PROGRAM_LIMIT_EXCEEDED,
+          "the client sent "
+              + bytes
+              + " bytes ahead of its unit's start, more than twice limits.max_message_size");
+    }
   }
 
   /**

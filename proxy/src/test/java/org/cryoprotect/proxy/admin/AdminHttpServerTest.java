@@ -164,11 +164,6 @@ class AdminHttpServerTest {
   }
 
   @Test
-  void readinessDefaultIsReady() {
-    assertThat(Readiness.ALWAYS_READY.status().ready()).isTrue();
-  }
-
-  @Test
   void closeReleasesThePort() {
     URI live = uri("/health/live");
     admin.close();

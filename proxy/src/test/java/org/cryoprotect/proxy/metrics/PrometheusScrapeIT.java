@@ -31,7 +31,9 @@ class PrometheusScrapeIT {
     PrometheusMetrics metrics = DashboardsTest.exercisedMetrics();
     try (AdminHttpServer admin =
             AdminHttpServer.start(
-                new Endpoint("127.0.0.1", 0), metrics.registry(), Readiness.ALWAYS_READY);
+                new Endpoint("127.0.0.1", 0),
+                metrics.registry(),
+                () -> new Readiness.Status(true, java.util.List.of()));
         PrometheusServer prometheus =
             PrometheusServer.start(
                 "cryoproxy",
