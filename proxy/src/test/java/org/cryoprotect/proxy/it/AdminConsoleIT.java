@@ -121,17 +121,7 @@ class AdminConsoleIT {
     signal("STOP", pid);
     CompletableFuture<Integer> query;
     try {
-      query =
-          CompletableFuture.supplyAsync(
-              () -> {
-                try (Connection c = app();
-                    ResultSet rs = c.createStatement().executeQuery("SELECT 2")) {
-                  rs.next();
-                  return rs.getInt(1);
-                } catch (SQLException e) {
-                  throw new RuntimeException(e);
-                }
-              });
+      query = selectLater(2);
       await()
           .atMost(Duration.ofSeconds(10))
           .until(() -> "tested".equals(onlyServer().get("state")));
@@ -154,6 +144,20 @@ class AdminConsoleIT {
     assertThat(onlyServer().get("state")).isIn("idle", "used");
   }
 
+  /** {@code SELECT n} through the proxy on another thread, from login to answer. */
+  CompletableFuture<Integer> selectLater(int n) {
+    return CompletableFuture.supplyAsync(
+        () -> {
+          try (Connection c = app();
+              ResultSet rs = c.createStatement().executeQuery("SELECT " + n)) {
+            rs.next();
+            return rs.getInt(1);
+          } catch (SQLException e) {
+            throw new RuntimeException(e);
+          }
+        });
+  }
+
   Map<String, String> onlyServer() throws SQLException {
     List<Map<String, String>> servers = admin("SHOW SERVERS");
     assertThat(servers).hasSize(1);
@@ -170,17 +174,7 @@ class AdminConsoleIT {
     try (Connection holder = app()) {
       holder.setAutoCommit(false);
       holder.createStatement().execute("SELECT 1"); // BEGIN + SELECT: holds the only server
-      CompletableFuture<Integer> waiter =
-          CompletableFuture.supplyAsync(
-              () -> {
-                try (Connection c = app();
-                    ResultSet rs = c.createStatement().executeQuery("SELECT 2")) {
-                  rs.next();
-                  return rs.getInt(1);
-                } catch (SQLException e) {
-                  throw new RuntimeException(e);
-                }
-              });
+      CompletableFuture<Integer> waiter = selectLater(2);
       await().atMost(Duration.ofSeconds(10)).until(() -> "1".equals(appPool().get("cl_waiting")));
       Map<String, String> pool = appPool();
       assertThat(pool)
@@ -242,17 +236,7 @@ class AdminConsoleIT {
   @Test
   void pauseHoldsClientsUntilResume() throws Exception {
     admin("PAUSE app");
-    CompletableFuture<Integer> held =
-        CompletableFuture.supplyAsync(
-            () -> {
-              try (Connection c = app();
-                  ResultSet rs = c.createStatement().executeQuery("SELECT 3")) {
-                rs.next();
-                return rs.getInt(1);
-              } catch (SQLException e) {
-                throw new RuntimeException(e);
-              }
-            });
+    CompletableFuture<Integer> held = selectLater(3);
     await()
         .during(Duration.ofMillis(500))
         .atMost(Duration.ofSeconds(5))
