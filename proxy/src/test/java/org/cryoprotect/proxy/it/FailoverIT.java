@@ -13,9 +13,11 @@ import java.sql.SQLException;
 import java.sql.Statement;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.Collection;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import java.util.TreeMap;
 import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.CountDownLatch;
@@ -569,9 +571,26 @@ class FailoverIT {
         .untilAsserted(
             () -> {
               assertThat(readers.failures()).as("failed reads").isEmpty();
-              Map<Integer, Long> byPort = readers.portsBetween(from, System.nanoTime());
+              long now = System.nanoTime();
+              Map<Integer, Long> byPort = readers.portsBetween(from, now);
               for (int port : ports) {
                 assertThat(byPort.getOrDefault(port, 0L)).as("reads on " + port).isGreaterThan(50);
+              }
+              // And every reader is reading from them now (a session's first reads go to the
+              // primary until the volatility of the functions they call is known).
+              Set<Integer> replicas = Arrays.stream(ports).boxed().collect(Collectors.toSet());
+              for (int t = 0; t < readers.size; t++) {
+                int thread = t;
+                assertThat(
+                        readers.ops().stream()
+                            .anyMatch(
+                                o ->
+                                    o.thread() == thread
+                                        && !o.failed()
+                                        && now - o.end() < 1_000_000_000L
+                                        && replicas.contains(o.port())))
+                    .as("reader %d read from a replica in the last second", thread)
+                    .isTrue();
               }
             });
   }
