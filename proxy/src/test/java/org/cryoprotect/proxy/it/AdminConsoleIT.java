@@ -23,7 +23,9 @@ import org.cryoprotect.embedded.PgCluster;
 import org.cryoprotect.proxy.testing.ClientTools;
 import org.cryoprotect.proxy.testing.RunningProxy;
 import org.cryoprotect.proxy.testing.WireClient;
+import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 
@@ -34,15 +36,24 @@ import org.junit.jupiter.api.Test;
  */
 class AdminConsoleIT {
   static final String POOL = "pool: { mode: transaction, size: 1, wait_timeout: 30s }\n";
-  PgCluster pg;
+  static PgCluster pg; // one cluster for the class: each test has its own proxy
+  static String databases;
   RunningProxy proxy;
-  String databases;
 
-  @BeforeEach
-  void start() throws Exception {
+  @BeforeAll
+  static void startCluster() throws Exception {
     pg = PgCluster.builder().start();
     pg.primary().sql("CREATE DATABASE app");
     databases = RunningProxy.database("app", "app", "127.0.0.1", pg.primary().port());
+  }
+
+  @AfterAll
+  static void stopCluster() {
+    pg.close();
+  }
+
+  @BeforeEach
+  void start() throws Exception {
     proxy =
         RunningProxy.start(
             POOL + "auth: { type: trust, admin_users: admin, stats_users: watcher }\n" + databases);
@@ -51,7 +62,6 @@ class AdminConsoleIT {
   @AfterEach
   void stop() {
     proxy.close();
-    pg.close();
   }
 
   Connection app() throws SQLException {
