@@ -100,8 +100,7 @@ final class ClientAuthHandler extends ChannelInboundHandlerAdapter {
                 ctx.executor()
                     .execute(
                         () -> {
-                          if (error instanceof AuthQuery.Busy
-                              || error != null && error.getCause() instanceof AuthQuery.Busy) {
+                          if (error instanceof AuthQuery.Busy) {
                             client.fatal(
                                 SqlState.TOO_MANY_CONNECTIONS,
                                 "too many logins waiting for their user to be looked up");

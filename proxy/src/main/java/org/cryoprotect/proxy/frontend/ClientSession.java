@@ -303,6 +303,20 @@ final class ClientSession extends ChannelInboundHandlerAdapter implements Server
     sendOrRefuse(frame);
   }
 
+  /**
+   * The server connection's conversation ended without its ReadyForQuery (a replay, a loss): no
+   * batch, COPY, error or transaction control is pending any more; the transaction is {@code
+   * status} as the client will be told.
+   */
+  void conversationOver(byte status) {
+    midBatch = false;
+    serverSkipping = false;
+    copyIn = false;
+    errorSent = false;
+    controlSent = 0;
+    txStatus = status;
+  }
+
   private long maxBacklogBytes() {
     return 2L * frontend.config().limits().maxMessageSize();
   }

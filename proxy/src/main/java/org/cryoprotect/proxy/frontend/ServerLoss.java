@@ -103,8 +103,7 @@ final class ServerLoss {
       lost = ClientErrors.resolutionUnknown(node);
     }
     s.lossError = null;
-    s.controlSent = 0;
-    s.txStatus = after;
+    s.txStatus = after; // what the answers below and a skipped batch's ReadyForQuery say
     if (s.pending.answerLost(s.ctx, lost, s.errorSent, s.midBatch, after)) {
       s.skipUntilSync = true; // the rest of the batch is skipped, as the server would
       dropBacklogUntilSync();
@@ -112,10 +111,7 @@ final class ServerLoss {
     if (owed) {
       s.frontend.metrics().error(lost.sqlState().substring(0, 2), ProxyMetrics.PROXY);
     }
-    s.midBatch = false;
-    s.serverSkipping = false;
-    s.copyIn = false;
-    s.errorSent = false;
+    s.conversationOver(after);
     s.pins.clear(); // the state they protected died with the connection
     if (s.failed != null) {
       ByteBuf frame;

@@ -89,12 +89,7 @@ final class UnitEnd {
     log.debug("client {}: replaying a read ({}), avoiding {}", s.client.address(), reason, avoided);
     s.window.rewind(s.backlog);
     s.pending.clear();
-    s.midBatch = false;
-    s.serverSkipping = false;
-    s.copyIn = false;
-    s.errorSent = false;
-    s.controlSent = 0;
-    s.txStatus = ReadyForQuery.IDLE;
+    s.conversationOver(ReadyForQuery.IDLE);
     s.checkout.acquire();
   }
 

@@ -170,10 +170,6 @@ public final class PooledServer {
     return true;
   }
 
-  public synchronized ServerState state() {
-    return state;
-  }
-
   /** The holder runs the proxy's own query on it (check, settings, reset): {@code sv_tested}. */
   public synchronized void testing() {
     if (state == ServerState.ACTIVE) {
@@ -201,11 +197,6 @@ public final class PooledServer {
       return "active_cancel";
     }
     return state.label();
-  }
-
-  /** A cancel is in flight for this connection (SHOW SERVERS: sv_being_canceled). */
-  public synchronized boolean beingCanceled() {
-    return cancels > 0;
   }
 
   public boolean isUsable() {
