@@ -307,8 +307,12 @@ public final class PooledServer {
       EventLoop loop = current.loop();
       if (loop.inEventLoop()) {
         current.serverFrame(frame);
-      } else {
+        return;
+      }
+      try {
         loop.execute(() -> current.serverFrame(frame));
+      } catch (java.util.concurrent.RejectedExecutionException e) {
+        frame.release(); // the client's loop is shutting down: nobody will read this frame
       }
     }
 
