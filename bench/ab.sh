@@ -1,15 +1,30 @@
 #!/usr/bin/env bash
-# Paired A/B of two CryoProxy jars: the same pgbench runs through both, against one throwaway
-# PostgreSQL, four repetitions per scenario with the order of the two alternating, so that a
-# change can be checked for a slowdown with the machine's drift paired out (bench/README.md).
+# Paired A/B of two CryoProxy set-ups: the same pgbench runs through both, against one throwaway
+# PostgreSQL, AB_REPS repetitions per scenario with the order of the two alternating, so that a
+# change can be checked with the machine's drift paired out (bench/README.md).
 #   bench/ab.sh BEFORE.jar AFTER.jar    (PG_BIN: /usr/lib/postgresql/15/bin; run as root)
-# Prints one line per scenario: median TPS of each jar, after/before, and the range of the
-# per-repetition ratios.
+# The two sides may be the same jar run differently (a lever of issue 17):
+#   AB_JAVA_BEFORE / AB_JAVA_AFTER   java binary of each side               (java)
+#   AB_OPTS_BEFORE / AB_OPTS_AFTER   JVM options of each side, replacing the default AB_OPTS
+#   AB_OPTS                          (-XX:+UseParallelGC -Xms512m -Xmx512m -XX:+AlwaysPreTouch
+#                                     -Dio.netty.leakDetection.level=disabled)
+#   AB_SCENARIOS                     pgbench arguments, ';'-separated        (seven scenarios)
+#   AB_REPS, AB_SECONDS              repetitions (4) and seconds per run (5)
+# Prints one line per scenario: median TPS of each side, after/before, the range of the
+# per-repetition ratios, and each side's proxy CPU per transaction (user + system, µs).
 set -euo pipefail
 [[ $# -eq 2 && -f $1 && -f $2 ]] || { echo "usage: bench/ab.sh BEFORE.jar AFTER.jar" >&2; exit 2; }
 BEFORE=$1
 AFTER=$2
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+AB_OPTS=${AB_OPTS:--XX:+UseParallelGC -Xms512m -Xmx512m -XX:+AlwaysPreTouch -Dio.netty.leakDetection.level=disabled}
+OPTS_A=${AB_OPTS_BEFORE:-$AB_OPTS}
+OPTS_B=${AB_OPTS_AFTER:-$AB_OPTS}
+JAVA_A=${AB_JAVA_BEFORE:-java}
+JAVA_B=${AB_JAVA_AFTER:-java}
+REPS=${AB_REPS:-4}
+SECONDS_PER_RUN=${AB_SECONDS:-5}
+SCENARIOS=${AB_SCENARIOS:-"-S -M simple -c 1 -j 1;-S -M extended -c 1 -j 1;-S -M simple -c 32 -j 2;-S -M extended -c 32 -j 2;-S -M prepared -c 32 -j 2;-M simple -c 32 -j 2;-S -C -c 8 -j 2"}
 T=$(mktemp -d /tmp/cryoproxy-ab.XXXX); chown postgres: $T
 read -r PG A B AA BA < <(python3 -c '
 import socket
@@ -41,32 +56,57 @@ databases:
   bench: { primary: { host: 127.0.0.1, port: $PG } }
 C
 done
-OPTS="-XX:+UseParallelGC -Xms512m -Xmx512m -XX:+AlwaysPreTouch -Dio.netty.leakDetection.level=disabled"
-java $OPTS -jar "$BEFORE" run --config $T/A.yaml > $T/A.log 2>&1 & APID=$!
-java $OPTS -jar "$AFTER" run --config $T/B.yaml > $T/B.log 2>&1 & BPID=$!
+# shellcheck disable=SC2086
+$JAVA_A $OPTS_A -jar "$BEFORE" run --config $T/A.yaml > $T/A.log 2>&1 & APID=$!
+# shellcheck disable=SC2086
+$JAVA_B $OPTS_B -jar "$AFTER" run --config $T/B.yaml > $T/B.log 2>&1 & BPID=$!
 until $PG_BIN/pg_isready -q -h 127.0.0.1 -p $A && $PG_BIN/pg_isready -q -h 127.0.0.1 -p $B; do sleep 0.2; done
-for port in $A $B; do $PG_BIN/pgbench -n -S -M prepared -c 32 -j 2 -T 4 -h 127.0.0.1 -p $port -U postgres bench >/dev/null 2>&1; done
-for scen in "-S -M simple -c 1 -j 1" "-S -M extended -c 1 -j 1" "-S -M simple -c 32 -j 2" "-S -M extended -c 32 -j 2" "-S -M prepared -c 32 -j 2" "-M simple -c 32 -j 2" "-S -C -c 8 -j 2"; do
-  for rep in 1 2 3 4; do
+echo "before: $JAVA_A $OPTS_A $(basename "$BEFORE"); $(grep -o 'listening.*' $T/A.log)"
+echo "after:  $JAVA_B $OPTS_B $(basename "$AFTER"); $(grep -o 'listening.*' $T/B.log)"
+# JIT warm-up of both, every protocol
+for port in $A $B; do
+  for m in simple prepared; do
+    $PG_BIN/pgbench -n -S -M $m -c 32 -j 2 -T 4 -h 127.0.0.1 -p $port -U postgres bench >/dev/null 2>&1
+  done
+done
+ticks() { awk '{print $14 + $15}' /proc/$1/stat; }
+IFS=';' read -ra SCENS <<<"$SCENARIOS"
+for scen in "${SCENS[@]}"; do
+  for ((rep = 1; rep <= REPS; rep++)); do
     order="A B"; [ $((rep % 2)) = 0 ] && order="B A"   # who goes first alternates
     for side in $order; do
-      port=$([ $side = A ] && echo $A || echo $B)
-      tps=$($PG_BIN/pgbench -n $scen -T 5 -h 127.0.0.1 -p $port -U postgres bench 2>/dev/null | sed -n 's/^tps = \([0-9.]*\).*/\1/p')
-      echo "$scen|$side|$tps"
+      port=$([ $side = A ] && echo $A || echo $B); pid=$([ $side = A ] && echo $APID || echo $BPID)
+      t0=$(ticks $pid)
+      # shellcheck disable=SC2086
+      out=$($PG_BIN/pgbench -n $scen -T $SECONDS_PER_RUN -h 127.0.0.1 -p $port -U postgres bench 2>/dev/null || true)
+      t1=$(ticks $pid)
+      tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' <<<"$out")
+      n=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' <<<"$out")
+      echo "$scen|$side|$tps|${n:-0}|$((t1 - t0))"
     done
   done
 done > $T/runs.txt
-python3 - $T/runs.txt <<'PY'
+python3 - $T/runs.txt "$(getconf CLK_TCK)" <<'PY'
 import collections, statistics, sys
 runs = collections.defaultdict(lambda: collections.defaultdict(list))
+cpu = collections.defaultdict(lambda: collections.defaultdict(lambda: [0, 0]))
+tick_us = 1e6 / int(sys.argv[2])
 for line in open(sys.argv[1]):
-    scenario, side, tps = line.strip().split("|")
+    scenario, side, tps, n, ticks = line.strip().split("|")
     if tps:
         runs[scenario][side].append(float(tps))
-print("| pgbench | before tps | after tps | after/before | per repetition |")
-print("|---|---:|---:|---:|---:|")
+        cpu[scenario][side][0] += int(ticks)
+        cpu[scenario][side][1] += int(n)
+def us(c):
+    return f"{c[0] * tick_us / c[1]:.1f}" if c[1] else "—"
+print("| pgbench | before tps | after tps | after/before | per repetition | CPU µs/tx before | after |")
+print("|---|---:|---:|---:|---:|---:|---:|")
 for scenario, by in runs.items():
+    if not by["A"] or not by["B"]:
+        print(f"| {scenario} | failed runs: before {len(by['A'])}, after {len(by['B'])} |")
+        continue
     a, b = statistics.median(by["A"]), statistics.median(by["B"])
     pairs = [y / x for x, y in zip(by["A"], by["B"])]
-    print(f"| {scenario} | {a:,.0f} | {b:,.0f} | {b / a:.2f}x | {min(pairs):.2f}-{max(pairs):.2f} |")
+    print(f"| {scenario} | {a:,.0f} | {b:,.0f} | {b / a:.2f}x | {min(pairs):.2f}-{max(pairs):.2f} "
+          f"| {us(cpu[scenario]['A'])} | {us(cpu[scenario]['B'])} |")
 PY
