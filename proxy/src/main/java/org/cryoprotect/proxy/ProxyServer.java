@@ -194,9 +194,10 @@ public final class ProxyServer implements AutoCloseable {
       throw e;
     }
     log.info(
-        "listening on {} ({} transport, {} databases)",
+        "listening on {} ({} transport, TLS by {}, {} databases)",
         address(),
         transport.name(),
+        SslContext.defaultServerProvider(),
         config.databases().size());
   }
 
