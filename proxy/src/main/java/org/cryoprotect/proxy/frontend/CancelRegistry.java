@@ -2,6 +2,8 @@ package org.cryoprotect.proxy.frontend;
 
 import io.netty.channel.Channel;
 import io.netty.channel.EventLoop;
+import io.netty.util.concurrent.FastThreadLocal;
+import java.nio.ByteBuffer;
 import java.security.SecureRandom;
 import java.util.concurrent.ConcurrentHashMap;
 import org.cryoprotect.proxy.backend.ServerConnector;
@@ -15,6 +17,19 @@ import org.cryoprotect.proxy.protocol.frontend.CancelRequest;
  */
 public final class CancelRegistry {
   private final SecureRandom random = new SecureRandom();
+
+  /**
+   * Each event loop's random bytes for keys, drawn from {@link #random} 4 KiB at a time: one draw
+   * (one lock, one read of the kernel's generator) per 512 logins instead of two per login.
+   */
+  private final FastThreadLocal<ByteBuffer> keyBytes =
+      new FastThreadLocal<>() {
+        @Override
+        protected ByteBuffer initialValue() {
+          return ByteBuffer.allocate(4096).position(4096);
+        }
+      };
+
   private final ConcurrentHashMap<Integer, ClientConnection> byProcessId =
       new ConcurrentHashMap<>();
 
@@ -24,13 +39,25 @@ public final class CancelRegistry {
    */
   ClientConnection newClient(Channel channel) {
     while (true) {
-      int pid = random.nextInt(Integer.MAX_VALUE - 1) + 1;
-      ClientConnection client =
-          new ClientConnection(channel, new BackendKeyData(pid, random.nextInt()));
+      long key = nextKey();
+      int pid = (int) (key >>> 32) & Integer.MAX_VALUE;
+      if (pid == 0) {
+        continue;
+      }
+      ClientConnection client = new ClientConnection(channel, new BackendKeyData(pid, (int) key));
       if (byProcessId.putIfAbsent(pid, client) == null) {
         return client;
       }
     }
+  }
+
+  private long nextKey() {
+    ByteBuffer bytes = keyBytes.get();
+    if (!bytes.hasRemaining()) {
+      random.nextBytes(bytes.array());
+      bytes.clear();
+    }
+    return bytes.getLong();
   }
 
   void unregister(ClientConnection client) {
