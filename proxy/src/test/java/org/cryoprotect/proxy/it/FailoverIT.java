@@ -573,8 +573,14 @@ class FailoverIT {
               assertThat(readers.failures()).as("failed reads").isEmpty();
               long now = System.nanoTime();
               Map<Integer, Long> byPort = readers.portsBetween(from, now);
+              // Recent reads too: a drill that takes a node down must find work on it, or there is
+              // nothing in flight to lose (a loaded machine can starve one node for a moment).
+              Map<Integer, Long> recent = readers.portsBetween(now - 300_000_000L, now);
               for (int port : ports) {
                 assertThat(byPort.getOrDefault(port, 0L)).as("reads on " + port).isGreaterThan(50);
+                assertThat(recent.getOrDefault(port, 0L))
+                    .as("recent reads on " + port)
+                    .isPositive();
               }
               // And every reader is reading from them now (a session's first reads go to the
               // primary until the volatility of the functions they call is known).
