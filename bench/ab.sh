@@ -10,6 +10,7 @@
 #                                     -Dio.netty.leakDetection.level=disabled)
 #   AB_SCENARIOS                     pgbench arguments, ';'-separated        (seven scenarios)
 #   AB_REPS, AB_SECONDS              repetitions (4) and seconds per run (5)
+#   AB_TLS=1                         TLS on the client leg of both (a self-signed EC certificate)
 # Prints one line per scenario: median TPS of each side, after/before, the range of the
 # per-repetition ratios, and each side's proxy CPU per transaction (user + system, µs).
 set -euo pipefail
@@ -44,14 +45,23 @@ runuser -u postgres -- $PG_BIN/postgres -D $T/data > $T/pg.log 2>&1 &
 PGPID=$!
 trap 'kill $APID $BPID 2>/dev/null; kill -INT $PGPID; sleep 1; rm -rf $T' EXIT
 until $PG_BIN/pg_isready -q -h 127.0.0.1 -p $PG; do sleep 0.2; done
-$PG_BIN/psql -q -h 127.0.0.1 -p $PG -U postgres -c "CREATE DATABASE bench" >/dev/null
-$PG_BIN/pgbench -i -q -s 10 -h 127.0.0.1 -p $PG -U postgres bench >/dev/null 2>&1
+PGSSLMODE=disable $PG_BIN/psql -q -h 127.0.0.1 -p $PG -U postgres -c "CREATE DATABASE bench" >/dev/null
+PGSSLMODE=disable $PG_BIN/pgbench -i -q -s 10 -h 127.0.0.1 -p $PG -U postgres bench >/dev/null 2>&1
+TLS_YAML=""
+export PGSSLMODE=disable
+if [[ ${AB_TLS:-0} == 1 ]]; then
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj /CN=localhost -keyout $T/server.key -out $T/server.crt 2>/dev/null
+  TLS_YAML="tls: { client: { mode: require, cert_file: $T/server.crt, key_file: $T/server.key } }"
+  export PGSSLMODE=require
+fi
 for side in A B; do
   port=$([ $side = A ] && echo $A || echo $B); admin=$([ $side = A ] && echo $AA || echo $BA)
   cat > $T/$side.yaml <<C
 listen: { host: 127.0.0.1, port: $port }
 admin: { host: 127.0.0.1, port: $admin }
 pool: { mode: transaction, size: 20 }
+$TLS_YAML
 databases:
   bench: { primary: { host: 127.0.0.1, port: $PG } }
 C

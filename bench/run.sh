@@ -4,8 +4,9 @@
 # Starts a throwaway PostgreSQL, PgBouncer and CryoProxy on free ports in a temporary folder, runs
 # the same pgbench workloads against all three, then the connection-scale and acquisition
 # scenarios against CryoProxy, then pgbench through a JWT login against the same through a password
-# login, then cached point reads against a second CryoProxy with the result cache on, and prints a
-# markdown report (stdout) and writes a JSON file.
+# login, then cached point reads against a second CryoProxy with the result cache on, then 2,000
+# active clients and a TLS client leg through both proxies, and prints a markdown report (stdout)
+# and writes a JSON file.
 # Progress goes to stderr. Everything it started is stopped on exit, whatever the exit.
 set -Eeuo pipefail
 
@@ -16,8 +17,8 @@ usage() {
   cat <<'EOF'
 usage: bench/run.sh [--quick] [options]
 
-  --quick              smoke run of about a minute and a half: 2 s runs, 1 repetition, no
-                       per-scenario warm-up, pgbench scale 1; every scenario, 10,000 idle clients
+  --quick              smoke run of about two minutes: 2 s runs, 1 repetition, no per-scenario
+                       warm-up, pgbench scale 1; every scenario, 10,000 idle clients
   --duration S         seconds per measured pgbench run            (BENCH_DURATION, 10)
   --reps N             repetitions per scenario and target         (BENCH_REPS, 3)
   --warmup S           warm-up seconds per scenario and target     (BENCH_WARMUP, 3)
@@ -27,8 +28,11 @@ usage: bench/run.sh [--quick] [options]
   --pool-size N        PgBouncer and CryoProxy pool size           (BENCH_POOL_SIZE, 20)
   --clients N          clients of the throughput scenarios         (BENCH_CLIENTS, 32)
   --idle-clients N     idle connections of the scale scenario      (BENCH_IDLE_CLIENTS, 10000)
-  --parts LIST         any of pgbench,scale,acquire,jwt,cache      (BENCH_PARTS, all five;
-                                                                    PgBouncer only for pgbench)
+  --scale-active N     active clients of the scale scenario        (BENCH_SCALE_ACTIVE, = clients)
+  --many-clients N     active clients of the many part             (BENCH_MANY_CLIENTS, 2000)
+  --parts LIST         any of pgbench,scale,acquire,jwt,cache,     (BENCH_PARTS, all seven;
+                       many,tls                                     PgBouncer for pgbench, many
+                                                                    and tls)
   --json PATH          JSON output                                 (BENCH_JSON, OUT/results.json)
   --out DIR            folder for raw outputs and logs             (BENCH_OUT_DIR,
                                                                     bench/results/YYYYmmdd-HHMMSS)
@@ -38,7 +42,7 @@ usage: bench/run.sh [--quick] [options]
   --keep               keep the temporary folder (data dir, configs, logs) for inspection
 Environment: PG_BIN (/usr/lib/postgresql/15/bin), CRYOPROXY_JAR (proxy/target/cryoproxy.jar),
 CRYOPROXY_JAVA_OPTS (see README), BENCH_IDLE_INTERVAL (60: mean seconds between an idle client's
-queries, 0 = never).
+queries, 0 = never), BENCH_LAT_SAMPLING (0.1: share of transactions pgbench logs for p50/p99).
 EOF
 }
 
@@ -52,12 +56,17 @@ POOL_SIZE=${BENCH_POOL_SIZE:-20}
 CLIENTS=${BENCH_CLIENTS:-32}
 IDLE_CLIENTS=${BENCH_IDLE_CLIENTS:-10000}
 IDLE_INTERVAL=${BENCH_IDLE_INTERVAL:-60}
-PARTS=${BENCH_PARTS:-pgbench,scale,acquire,jwt,cache}
+SCALE_ACTIVE=${BENCH_SCALE_ACTIVE:-} # default: CLIENTS, after the flags
+MANY_CLIENTS=${BENCH_MANY_CLIENTS:-2000}
+LAT_SAMPLING=${BENCH_LAT_SAMPLING:-0.1}
+PARTS=${BENCH_PARTS:-pgbench,scale,acquire,jwt,cache,many,tls}
 OUT_DIR=${BENCH_OUT_DIR:-}
 JSON=${BENCH_JSON:-}
 JAR=${CRYOPROXY_JAR:-$ROOT/proxy/target/cryoproxy.jar}
 # Why each flag: bench/README.md, "CryoProxy's JVM flags".
-JAVA_OPTS=${CRYOPROXY_JAVA_OPTS:--XX:+UseParallelGC -Xms512m -Xmx512m -XX:+AlwaysPreTouch -Dio.netty.leakDetection.level=disabled}
+JAVA_OPTS=${CRYOPROXY_JAVA_OPTS:--XX:+UseParallelGC -Xms256m -Xmx256m -XX:+AlwaysPreTouch -Dio.netty.leakDetection.level=disabled}
+# The caching proxy holds a 256 MB cache (cache.max_size): a heap of its own size, after JAVA_OPTS
+CACHE_HEAP=${CRYOPROXY_CACHE_HEAP:--Xms512m -Xmx512m}
 FIRST_WARMUP=${BENCH_FIRST_WARMUP:-}
 BUILD=0
 BUILD_REF=""
@@ -77,6 +86,8 @@ while (($#)); do
     --pool-size) POOL_SIZE=$2; shift ;;
     --clients) CLIENTS=$2; shift ;;
     --idle-clients) IDLE_CLIENTS=$2; shift ;;
+    --scale-active) SCALE_ACTIVE=$2; shift ;;
+    --many-clients) MANY_CLIENTS=$2; shift ;;
     --parts) PARTS=$2; shift ;;
     --json) JSON=$2; shift ;;
     --out) OUT_DIR=$2; shift ;;
@@ -88,15 +99,24 @@ while (($#)); do
   esac
   shift
 done
-for v in DURATION REPS WARMUP SCALE POOL_SIZE CLIENTS IDLE_CLIENTS; do
+SCALE_ACTIVE=${SCALE_ACTIVE:-$CLIENTS}
+for v in DURATION REPS WARMUP SCALE POOL_SIZE CLIENTS IDLE_CLIENTS SCALE_ACTIVE MANY_CLIENTS; do
   [[ ${!v} =~ ^[0-9]+$ ]] || { echo "bench/run.sh: $v must be a whole number, got '${!v}'" >&2; exit 2; }
 done
-((DURATION > 0 && REPS > 0 && SCALE > 0 && POOL_SIZE > 0 && CLIENTS > 0)) \
-  || { echo "bench/run.sh: duration, reps, scale, pool size and clients must be > 0" >&2; exit 2; }
+((DURATION > 0 && REPS > 0 && SCALE > 0 && POOL_SIZE > 0 && CLIENTS > 0 && SCALE_ACTIVE > 0 \
+  && MANY_CLIENTS > 0)) \
+  || { echo "bench/run.sh: duration, reps, scale, pool size and the client counts must be > 0" >&2; exit 2; }
+[[ $LAT_SAMPLING =~ ^(0?\.[0-9]*[1-9][0-9]*|1(\.0*)?)$ ]] \
+  || { echo "bench/run.sh: BENCH_LAT_SAMPLING must be in (0, 1], got '$LAT_SAMPLING'" >&2; exit 2; }
 FIRST_WARMUP=${FIRST_WARMUP:-$((WARMUP * 2 > 3 ? WARMUP * 2 : 3))}
 JWT_PROCS=$((CLIENTS < 8 ? CLIENTS : 8)) # the jwt part's distinct subjects, one pgbench process each
 [[ $FIRST_WARMUP =~ ^[0-9]+$ ]] || { echo "bench/run.sh: BENCH_FIRST_WARMUP must be a whole number" >&2; exit 2; }
 has_part() { [[ ",$PARTS," == *",$1,"* ]]; }
+# the parts that compare with PgBouncer
+needs_pgbouncer() { has_part pgbench || has_part many || has_part tls; }
+# libpq's default sslmode is prefer: once the proxies offer TLS (the tls part), every other client
+# would use it unasked. Plain unless a run says otherwise (pgbench_run's SSLMODE).
+export PGSSLMODE=disable
 
 STAMP=$(date +%Y%m%d-%H%M%S)
 OUT_DIR=${OUT_DIR:-$BENCH_DIR/results/$STAMP}
@@ -167,6 +187,7 @@ check_alive() {
 for tool in python3 java timeout setpriv; do
   command -v "$tool" >/dev/null || die "$tool is required and not on PATH"
 done
+! has_part tls || command -v openssl >/dev/null || die "openssl is required for the tls part and not on PATH"
 [[ -x $PG_BIN/initdb && -x $PG_BIN/postgres ]] || die "no PostgreSQL server binaries in PG_BIN=$PG_BIN"
 PGBENCH=$PG_BIN/pgbench
 [[ -x $PGBENCH ]] || PGBENCH=$(command -v pgbench) || die "pgbench not found in PG_BIN or PATH"
@@ -186,7 +207,8 @@ else
   AS_USER=()
 fi
 
-# 10,000 client sockets in the idle client and as many in CryoProxy, each in its own process.
+# 10,000 client sockets in the idle client and as many in CryoProxy, each in its own process; the
+# many part's 2,000 in pgbench and in either proxy.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 NOFILE=$(ulimit -n)
 declare -a NOTES=()
@@ -195,6 +217,13 @@ if has_part scale && [[ $NOFILE != unlimited ]] && ((NOFILE < IDLE_CLIENTS + 100
   IDLE_CLIENTS=$((NOFILE - 1000))
   log "WARNING: ${NOTES[-1]}"
 fi
+if has_part many && [[ $NOFILE != unlimited ]] && ((NOFILE < MANY_CLIENTS + 1000)); then
+  NOTES+=("open-file limit $NOFILE: the many part's clients lowered from $MANY_CLIENTS to $((NOFILE - 1000))")
+  MANY_CLIENTS=$((NOFILE - 1000))
+  log "WARNING: ${NOTES[-1]}"
+fi
+# both proxies' client limit: the idle crowd or the many part's clients, and room for the rest
+MAX_CLIENT_CONN=$(((IDLE_CLIENTS > MANY_CLIENTS ? IDLE_CLIENTS : MANY_CLIENTS) + 1000))
 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 python3 "$BENCH_DIR/lib/machine.py" snapshot $$ "$OUT_DIR/logs/cpu-before.json"
@@ -205,14 +234,14 @@ log "load average before: $LOAD_BEFORE (busiest processes in $OUT_DIR/logs/top-b
 # packaged port; ours runs from a generated ini on a free port, so the two never meet.
 PGB_VERSION="not run"
 PGB_PREPARED=0
-if has_part pgbench && ! command -v pgbouncer >/dev/null; then
+if needs_pgbouncer && ! command -v pgbouncer >/dev/null; then
   (($(id -u) == 0)) || die "pgbouncer is not installed and installing it needs root"
   log "installing pgbouncer (apt-get)"
   { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer; } \
     >"$OUT_DIR/logs/apt.log" 2>&1 || die "apt-get install pgbouncer failed; see $OUT_DIR/logs/apt.log"
 fi
 version_ge() { [[ $(printf '%s\n%s\n' "$2" "$1" | sort -V | head -1) == "$2" ]]; }
-if has_part pgbench; then
+if needs_pgbouncer; then
   PGBOUNCER=$(command -v pgbouncer)
   PGB_VERSION=$("$PGBOUNCER" --version | head -1 | awk '{print $2}')
   version_ge "$PGB_VERSION" 1.21 && PGB_PREPARED=1
@@ -298,12 +327,32 @@ log "pgbench -i -s $SCALE"
 "$PGBENCH" -i -q -s "$SCALE" -h 127.0.0.1 -p "$PG_PORT" -U postgres bench \
   >"$OUT_DIR/logs/pgbench-init.log" 2>&1 || die "pgbench -i failed; see $OUT_DIR/logs/pgbench-init.log"
 
+# ---- TLS certificate ------------------------------------------------------------------------
+# The tls part: a self-signed certificate for both proxies' client leg. PgBouncer runs as RUN_USER
+# and must read the key (CryoProxy runs as root); CryoProxy (Netty) reads a PKCS#8 PEM key only,
+# which OpenSSL 3 writes by default.
+if has_part tls; then
+  mkdir -p "$TMP/tls"
+  (cd "$TMP/tls" && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+    -days 2 -subj /CN=localhost -keyout server.key -out server.crt) >"$OUT_DIR/logs/openssl.log" 2>&1 \
+    || die "openssl req failed; see $OUT_DIR/logs/openssl.log"
+  grep -q -- '-----BEGIN PRIVATE KEY-----' "$TMP/tls/server.key" \
+    || die "$TMP/tls/server.key is not a PKCS#8 PEM key (an OpenSSL older than 3?)"
+  chown -R "$RUN_USER:" "$TMP/tls"
+  chmod 600 "$TMP/tls/server.key"
+fi
+
 # ---- PgBouncer ------------------------------------------------------------------------------
-# Only the pgbench part compares with PgBouncer.
-if has_part pgbench; then
+# The pgbench, many and tls parts compare with PgBouncer.
+if needs_pgbouncer; then
   mkdir -p "$TMP/pgbouncer"
   PGB_PREPARED_LINE="# max_prepared_statements: PgBouncer $PGB_VERSION has no such setting (1.21+)"
   ((PGB_PREPARED)) && PGB_PREPARED_LINE="max_prepared_statements = 1000"
+  # TLS when the client asks (allow): plain clients, all but the tls part's, are unaffected
+  PGB_TLS_LINES="; client TLS: only for the tls part"
+  has_part tls && PGB_TLS_LINES="client_tls_sslmode = allow
+client_tls_key_file = $TMP/tls/server.key
+client_tls_cert_file = $TMP/tls/server.crt"
   printf '"postgres" ""\n' >"$TMP/pgbouncer/userlist.txt"
   cat >"$TMP/pgbouncer/pgbouncer.ini" <<EOF
 ; bench/run.sh
@@ -318,9 +367,10 @@ auth_type = trust
 auth_file = $TMP/pgbouncer/userlist.txt
 pool_mode = transaction
 default_pool_size = $POOL_SIZE
-max_client_conn = $((IDLE_CLIENTS + 1000))
+max_client_conn = $MAX_CLIENT_CONN
 ignore_startup_parameters = extra_float_digits
 $PGB_PREPARED_LINE
+$PGB_TLS_LINES
 logfile = $TMP/pgbouncer/pgbouncer.log
 pidfile = $TMP/pgbouncer/pgbouncer.pid
 EOF
@@ -355,6 +405,10 @@ if has_part jwt; then
     claims_key_file: $TMP/keys/claims.key
     roles: { service_role: service_read }"
 fi
+# the tls part: TLS when the client asks (allow), as PgBouncer's client_tls_sslmode
+TLS_YAML="# tls: only for the tls part"
+has_part tls && TLS_YAML="tls:
+  client: { mode: allow, cert_file: $TMP/tls/server.crt, key_file: $TMP/tls/server.key }"
 cat >"$TMP/cryoproxy/cryoproxy.yaml" <<EOF
 # bench/run.sh
 listen: { host: 127.0.0.1, port: $CP_PORT }
@@ -362,7 +416,8 @@ admin: { host: 127.0.0.1, port: $ADMIN_PORT }
 $AUTH_YAML
 migrate: { user: postgres }
 pool: { mode: transaction, size: $POOL_SIZE }
-limits: { max_client_connections: $((IDLE_CLIENTS + 1000)), shutdown_timeout: 2s }
+limits: { max_client_connections: $MAX_CLIENT_CONN, shutdown_timeout: 2s }
+$TLS_YAML
 databases:
   bench: { primary: { host: 127.0.0.1, port: $PG_PORT } }
   scale: { dbname: bench, pool_size: 20, primary: { host: 127.0.0.1, port: $PG_PORT } }
@@ -415,7 +470,7 @@ EOF
     -c "SELECT cryoproxy.enable_cache_invalidation('pgbench_accounts')" >/dev/null \
     || die "enable_cache_invalidation failed"
   # shellcheck disable=SC2086
-  java $JAVA_OPTS -jar "$TMP/cryoproxy.jar" run --config "$TMP/cryocache/cryoproxy.yaml" \
+  java $JAVA_OPTS $CACHE_HEAP -jar "$TMP/cryoproxy.jar" run --config "$TMP/cryocache/cryoproxy.yaml" \
     >"$TMP/cryocache/cryoproxy.log" 2>&1 &
   CC_PID=$!
   started cryocache "$CC_PID" TERM
@@ -443,21 +498,26 @@ token_of() { [[ $1 != jwt ]] || echo "${TOKENS[$2]}"; } # target process-number
 FAILED=0
 
 PROCS=1 # pgbench processes a run is split over (the jwt part's distinct subjects)
+SSLMODE=disable # libpq's sslmode of the runs: the tls part's require TLS
 pgbench_run() { # out seconds target db clients args... ; sets RC
   local out=$1 secs=$2 target=$3 db=$4 clients=$5
   shift 5
   RC=0
   if ((PROCS == 1)); then
-    PGPASSWORD=$(token_of "$target" 0) timeout --kill-after=10 $((secs + 120)) "$PGBENCH" \
-      -h 127.0.0.1 -p "$(port_of "$target")" -U "$(user_of "$target")" -n -T "$secs" \
-      -c "$clients" -j "$(threads_for "$clients")" "$@" "$db" >"$out" 2>&1 || RC=$?
+    # LATLOG (set by measure): a sample of the transactions' latencies, for p50 and p99
+    local latlog=()
+    [[ -z ${LATLOG:-} ]] || latlog=(-l --log-prefix "$LATLOG" --sampling-rate "$LAT_SAMPLING")
+    PGSSLMODE=$SSLMODE PGPASSWORD=$(token_of "$target" 0) timeout --kill-after=10 $((secs + 120)) \
+      "$PGBENCH" -h 127.0.0.1 -p "$(port_of "$target")" -U "$(user_of "$target")" -n -T "$secs" \
+      -c "$clients" -j "$(threads_for "$clients")" "${latlog[@]+"${latlog[@]}"}" "$@" "$db" \
+      >"$out" 2>&1 || RC=$?
     return 0
   fi
   # PROCS processes side by side, each with its own token; one pgbench-style summary of them all
   local i rc pids=()
   for ((i = 0; i < PROCS; i++)); do
-    PGPASSWORD=$(token_of "$target" "$i") timeout --kill-after=10 $((secs + 120)) "$PGBENCH" \
-      -h 127.0.0.1 -p "$(port_of "$target")" -U "$(user_of "$target")" -n -T "$secs" \
+    PGSSLMODE=$SSLMODE PGPASSWORD=$(token_of "$target" "$i") timeout --kill-after=10 $((secs + 120)) \
+      "$PGBENCH" -h 127.0.0.1 -p "$(port_of "$target")" -U "$(user_of "$target")" -n -T "$secs" \
       -c $((clients / PROCS)) -j 1 "$@" "$db" >"$out.$i" 2>&1 &
     pids+=($!)
   done
@@ -476,18 +536,24 @@ measure() { # scenario label target db clients rep args...
   shift 6
   check_alive
   local file=pgbench/$scenario.$target.$rep.txt pid before after ticks=null
+  # the measured run logs its transactions (pgbench_run); warm-ups do not
+  local LATLOG=$OUT_DIR/pgbench/$scenario.$target.$rep.lat quantiles
   pid=$(pid_of "$target")
   before=$(cpu_ticks "$pid")
   pgbench_run "$OUT_DIR/$file" "$DURATION" "$target" "$db" "$clients" "$@"
   after=$(cpu_ticks "$pid")
   [[ -z $pid ]] || ticks=$((after - before))
-  printf '{"scenario":"%s","label":"%s","target":"%s","rep":%d,"clients":%d,"rc":%d,"file":"%s","cpu_ticks":%s}\n' \
-    "$scenario" "$label" "$target" "$rep" "$clients" "$RC" "$file" "$ticks" >>"$OUT_DIR/runs.jsonl"
-  local tps lat
+  quantiles=$(python3 "$BENCH_DIR/lib/report.py" latency "$LATLOG") \
+    || quantiles='{"p50_ms":null,"p99_ms":null,"lat_samples":0}'
+  rm -f -- "$LATLOG".* # megabytes per run: the quantiles are all the report needs
+  printf '{"scenario":"%s","label":"%s","target":"%s","rep":%d,"clients":%d,"rc":%d,"file":"%s","cpu_ticks":%s,%s}\n' \
+    "$scenario" "$label" "$target" "$rep" "$clients" "$RC" "$file" "$ticks" "${quantiles:1:-1}" >>"$OUT_DIR/runs.jsonl"
+  local tps lat p99
   tps=$(awk '/^tps = /{printf "%.0f", $3}' "$OUT_DIR/$file")
   lat=$(awk '/^latency average = /{print $4}' "$OUT_DIR/$file")
+  p99=$(sed -n 's/.*"p99_ms":\([0-9.][0-9.]*\).*/, p99 \1 ms/p' <<<"$quantiles")
   if ((RC == 0)) && [[ -n $tps ]]; then
-    log "  $scenario #$rep $target: $tps tps, $lat ms"
+    log "  $scenario #$rep $target: $tps tps, $lat ms$p99"
   else
     FAILED=$((FAILED + 1))
     local why
@@ -559,11 +625,12 @@ settle_memory() { # full GC, so RSS and heap show what is live rather than garba
 }
 
 if has_part scale; then
-  log "connection scale: $IDLE_CLIENTS idle clients through CryoProxy (pool 20), 8 clients -S"
+  log "connection scale: $IDLE_CLIENTS idle clients through CryoProxy (pool 20), $SCALE_ACTIVE clients -S"
   # at least 1 s: opens the scale pool's server connections before anything is measured
-  warmup $((WARMUP > 0 ? WARMUP : 1)) cryoproxy scale 8 -S -M simple
+  warmup $((WARMUP > 0 ? WARMUP : 1)) cryoproxy scale "$SCALE_ACTIVE" -S -M simple
   for ((rep = 1; rep <= REPS; rep++)); do
-    measure scale_baseline "scale: 8 clients -S, no idle clients" cryoproxy scale 8 "$rep" -S -M simple
+    measure scale_baseline "scale: $SCALE_ACTIVE clients -S, no idle clients" cryoproxy scale "$SCALE_ACTIVE" "$rep" \
+      -S -M simple
   done
   settle_memory
   RSS_BEFORE=$(rss_kb VmRSS)
@@ -587,11 +654,12 @@ if has_part scale; then
   RSS_WITH=$(rss_kb VmRSS)
   HEAP_WITH=$(heap_used)
   CONNECTED=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["connected"])' "$TMP/idle.status")
-  warmup "$WARMUP" cryoproxy scale 8 -S -M simple
+  warmup "$WARMUP" cryoproxy scale "$SCALE_ACTIVE" -S -M simple
   # the idle client's own CPU competes with the active clients on a small machine: measure it
   IDLE_T0=$(cpu_ticks "$IDLE_PID") CROWD_NS0=$(date +%s%N)
   for ((rep = 1; rep <= REPS; rep++)); do
-    measure scale_crowd "scale: 8 clients -S, with idle clients" cryoproxy scale 8 "$rep" -S -M simple
+    measure scale_crowd "scale: $SCALE_ACTIVE clients -S, with idle clients" cryoproxy scale "$SCALE_ACTIVE" "$rep" \
+      -S -M simple
   done
   IDLE_TICKS=$(($(cpu_ticks "$IDLE_PID") - IDLE_T0)) CROWD_MS=$((($(date +%s%N) - CROWD_NS0) / 1000000))
   HWM=$(rss_kb VmHWM)
@@ -600,12 +668,13 @@ if has_part scale; then
   # the baseline again, after the crowd: with the runs before it, drift on a shared machine
   # lands on both sides of the comparison
   for ((rep = REPS + 1; rep <= 2 * REPS; rep++)); do
-    measure scale_baseline "scale: 8 clients -S, no idle clients" cryoproxy scale 8 "$rep" -S -M simple
+    measure scale_baseline "scale: $SCALE_ACTIVE clients -S, no idle clients" cryoproxy scale "$SCALE_ACTIVE" "$rep" \
+      -S -M simple
   done
   log "RSS $((RSS_BEFORE / 1024)) MiB -> $((RSS_WITH / 1024)) MiB with $CONNECTED idle clients (peak $((HWM / 1024)) MiB)"
   cat >"$OUT_DIR/scale.json" <<EOF
 {"idle_target": $IDLE_CLIENTS, "idle_interval_seconds": $IDLE_INTERVAL, "pool_size": 20,
- "active_clients": 8, "rss_before_kb": $RSS_BEFORE, "rss_with_kb": $RSS_WITH, "hwm_kb": $HWM,
+ "active_clients": $SCALE_ACTIVE, "rss_before_kb": $RSS_BEFORE, "rss_with_kb": $RSS_WITH, "hwm_kb": $HWM,
  "heap_before_bytes": $HEAP_BEFORE, "heap_with_bytes": $HEAP_WITH,
  "rss_per_conn_bytes": $(((CONNECTED > 0) ? (RSS_WITH - RSS_BEFORE) * 1024 / CONNECTED : 0)),
  "heap_per_conn_bytes": $(((CONNECTED > 0) ? (HEAP_WITH - HEAP_BEFORE) / CONNECTED : 0)),
@@ -693,6 +762,38 @@ EOF
   done
 fi
 
+if has_part many; then
+  # Issue #17: MANY_CLIENTS active clients on a pool of POOL_SIZE, so nearly all of them wait for
+  # a server connection at any moment: p99/p50 shows how evenly the waits are shared out. Not
+  # against direct PostgreSQL: its max_connections is far below that many clients.
+  key=many_c$MANY_CLIENTS label="-S -M simple, $MANY_CLIENTS clients"
+  log "many: $label through PgBouncer and CryoProxy (pool $POOL_SIZE)"
+  for ((rep = 1; rep <= REPS; rep++)); do
+    for target in pgbouncer cryoproxy; do
+      # at least 1 s, even with --quick: the first login of that many clients is not measured
+      ((rep > 1)) || warmup $((WARMUP > 0 ? WARMUP : 1)) "$target" bench "$MANY_CLIENTS" -S -M simple
+      measure "$key" "$label" "$target" bench "$MANY_CLIENTS" "$rep" -S -M simple
+    done
+  done
+fi
+
+if has_part tls; then
+  # Issue #17: -S through both proxies with TLS between pgbench and the proxy (the server leg
+  # stays plain). sslmode=require: a proxy that did not offer TLS fails the run instead of
+  # measuring a plain one.
+  key=tls_c$CLIENTS label="-S -M simple, $CLIENTS clients, TLS client leg"
+  log "tls: $label"
+  SSLMODE=require
+  for ((rep = 1; rep <= REPS; rep++)); do
+    for target in pgbouncer cryoproxy; do
+      # at least 1 s: with --parts tls alone this is the first run through the proxies
+      ((rep > 1)) || warmup $((WARMUP > 0 ? WARMUP : 1)) "$target" bench "$CLIENTS" -S -M simple
+      measure "$key" "$label" "$target" bench "$CLIENTS" "$rep" -S -M simple
+    done
+  done
+  SSLMODE=disable
+fi
+
 check_alive
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 python3 "$BENCH_DIR/lib/machine.py" snapshot $$ "$OUT_DIR/logs/cpu-after.json"
@@ -707,8 +808,9 @@ for k in "${!UNSUPPORTED[@]}"; do
 done
 UNSUP_JSON+="}"
 ! has_part pgbench || ((PGB_PREPARED)) || NOTES+=("PgBouncer $PGB_VERSION cannot run -M prepared in transaction mode (needs 1.21+): those cells are 'unsupported'")
-export STAMP DURATION REPS WARMUP FIRST_WARMUP SCALE POOL_SIZE CLIENTS IDLE_CLIENTS IDLE_INTERVAL PARTS JAVA_OPTS \
-  LOAD_BEFORE LOAD_AFTER CPU_SHARE GIT_COMMIT JAR_SHA JAR_BUILT PGB_VERSION UNSUP_JSON ACQ_RUNS PG_BIN
+export STAMP DURATION REPS WARMUP FIRST_WARMUP SCALE POOL_SIZE CLIENTS IDLE_CLIENTS SCALE_ACTIVE MANY_CLIENTS \
+  IDLE_INTERVAL LAT_SAMPLING PARTS JAVA_OPTS LOAD_BEFORE LOAD_AFTER CPU_SHARE GIT_COMMIT JAR_SHA JAR_BUILT \
+  PGB_VERSION UNSUP_JSON ACQ_RUNS PG_BIN
 NOTES_TEXT=$(printf '%s\n' "${NOTES[@]+"${NOTES[@]}"}")
 export NOTES_TEXT
 python3 - "$OUT_DIR/meta.json" <<'EOF'
@@ -727,8 +829,9 @@ java = cmd("java", "-version").splitlines()[0]
 meta = {
     "started": e["STAMP"],
     "params": {k.lower(): int(e[k]) for k in ("DURATION", "REPS", "WARMUP", "FIRST_WARMUP", "SCALE", "POOL_SIZE",
-                                              "CLIENTS", "IDLE_CLIENTS")}
-              | {"idle_interval": float(e["IDLE_INTERVAL"]), "parts": e["PARTS"]},
+                                              "CLIENTS", "IDLE_CLIENTS", "SCALE_ACTIVE", "MANY_CLIENTS")}
+              | {"idle_interval": float(e["IDLE_INTERVAL"]), "lat_sampling": float(e["LAT_SAMPLING"]),
+                 "parts": e["PARTS"]},
     "machine": f"{os.cpu_count()} vCPU ({cpu}), {int(mem) / 1024 / 1024:.1f} GiB RAM, "
                f"Linux {platform.release()}",
     "versions": f"{pg}; PgBouncer {e['PGB_VERSION']}; {java}; CryoProxy jar built "

@@ -4,16 +4,21 @@
 Reads, from the folder run.sh filled:
   meta.json                 parameters, machine, versions, load, notes
   runs.jsonl                one line per measured pgbench run: scenario, label, target, rep,
-                            clients, rc, output file, proxy CPU ticks used during the run
+                            clients, rc, output file, proxy CPU ticks used during the run, p50
+                            and p99 latency of the run's sampled transactions
   scale.json                connection-scale numbers (memory, idle client status)
   acquire/NAME.{before,after}.prom   /metrics scrapes around each acquisition run
-Medians are taken per (scenario, target) over the repetitions, for TPS and for average latency
-separately. Ratios are of medians.
+Medians are taken per (scenario, target) over the repetitions, for TPS, average latency, p50 and
+p99 separately. Ratios are of medians.
 
 `report.py merge OUT PART...` instead writes, to OUT, one pgbench-style summary of several pgbench
 outputs that ran side by side (tps and transactions summed, latency averaged by transactions).
+
+`report.py latency PREFIX` prints, as one JSON object, p50 and p99 (ms) of the transactions in
+pgbench's per-transaction logs PREFIX.* (`pgbench -l --log-prefix PREFIX`).
 """
 
+import glob
 import json
 import math
 import os
@@ -72,6 +77,28 @@ def merge(out, parts):
     return 0 if "tps" in "\n".join(lines) and not errors else 1
 
 
+# client_id transaction_no time script_no time_epoch time_us [schedule_lag ...]; time is the
+# transaction's latency in µs ("failed" or "skipped" for one that did not run: not a sample)
+LOG_LINE = re.compile(r"\s*\d+\s+\d+\s+(\d+)\s+\d+\s+\d+\s+\d+(\s|$)", re.ASCII)
+
+
+def latency(prefix):
+    """p50 and p99 (nearest rank) of the logged transactions: pgbench writes PREFIX.<pid> for
+    its thread 0 and PREFIX.<pid>.<n> for the others."""
+    samples = []
+    for path in glob.glob(glob.escape(prefix) + ".*"):
+        with open(path, errors="replace") as f:
+            for line in f:
+                m = LOG_LINE.match(line)
+                if m:
+                    samples.append(int(m.group(1)))
+    samples.sort()
+
+    def q(p):
+        return round(samples[max(0, math.ceil(p * len(samples)) - 1)] / 1000, 3) if samples else None
+    return {"p50_ms": q(0.5), "p99_ms": q(0.99), "lat_samples": len(samples)}
+
+
 def median(values):
     values = [v for v in values if v is not None]
     return statistics.median(values) if values else None
@@ -112,7 +139,8 @@ def summarise(runs):
         s = scenarios.setdefault(r["scenario"], {"label": r.get("label", r["scenario"]),
                                                  "clients": r.get("clients"), "targets": {}})
         t = s["targets"].setdefault(r["target"], {"runs": []})
-        t["runs"].append({k: r.get(k) for k in ("rep", "rc", "tps", "latency_ms", "transactions",
+        t["runs"].append({k: r.get(k) for k in ("rep", "rc", "tps", "latency_ms", "p50_ms", "p99_ms",
+                                                 "lat_samples", "transactions",
                                                  "failed_transactions", "connection_ms",
                                                  "proxy_cpu_us_per_tx", "error", "file")})
     for s in scenarios.values():
@@ -121,6 +149,9 @@ def summarise(runs):
             t["ok"] = len(good) == len(t["runs"])
             t["tps"] = median([r["tps"] for r in good])
             t["latency_ms"] = median([r["latency_ms"] for r in good])
+            # each run's quantile, then the median over repetitions, of p50 and of p99 apart
+            t["p50_ms"] = median([r.get("p50_ms") for r in good])
+            t["p99_ms"] = median([r.get("p99_ms") for r in good])
             t["proxy_cpu_us_per_tx"] = median([r.get("proxy_cpu_us_per_tx") for r in good])
             tps = [r["tps"] for r in good]
             t["tps_min"], t["tps_max"] = (min(tps), max(tps)) if tps else (None, None)
@@ -135,6 +166,7 @@ def summarise(runs):
             "cryoproxy_over_pgbouncer_tps": ratio(get("cryoproxy", "tps"), get("pgbouncer", "tps")),
             "cryoproxy_over_direct_tps": ratio(get("cryoproxy", "tps"), get("direct", "tps")),
             "pgbouncer_over_direct_tps": ratio(get("pgbouncer", "tps"), get("direct", "tps")),
+            "cryoproxy_over_pgbouncer_p99": ratio(get("cryoproxy", "p99_ms"), get("pgbouncer", "p99_ms")),
         }
         # Targets run interleaved within a repetition, so each repetition gives a paired ratio;
         # their spread shows how much of a difference is noise.
@@ -278,6 +310,43 @@ def cell(s, target, key, digits):
     return text + ("*" if not t["ok"] else "")
 
 
+def lat_cell(s, target):
+    """'p50 / p99' (ms) of one target, marked as cell() marks."""
+    t = s["targets"].get(target)
+    if t is None:
+        return "n/a"
+    if t.get("unsupported"):
+        return "unsupported"
+    if t.get("p50_ms") is None or t.get("p99_ms") is None:
+        return "FAIL" if not t["ok"] else "—"
+    return f"{t['p50_ms']:.2f} / {t['p99_ms']:.2f}" + ("*" if not t["ok"] else "")
+
+
+def failed_lines(group):
+    """'- FAILED: ...' for each target of a group of scenarios with a failed repetition."""
+    failed = [(s["label"], t, v.get("error")) for s in group.values()
+              for t, v in s["targets"].items() if not v.get("ok") and not v.get("unsupported")]
+    return [f"- FAILED: {label} via {t}: {err}" for label, t, err in failed] + ([""] if failed else [])
+
+
+def proxies_table(s, with_spread):
+    """A scenario run through PgBouncer and CryoProxy only: one row per proxy, then Cryo/PgB."""
+    out = ["| target | tps | p50 ms | p99 ms | " + ("p99/p50 | " if with_spread else "") + "CPU µs/tx |",
+           "|---|" + "---:|" * (5 if with_spread else 4)]
+    for target, name in (("pgbouncer", "PgBouncer"), ("cryoproxy", "CryoProxy")):
+        t = s["targets"].get(target, {})
+        out.append("| " + " | ".join(
+            [name, cell(s, target, "tps", 0), cell(s, target, "p50_ms", 2), cell(s, target, "p99_ms", 2)]
+            + ([f_num(ratio(t.get("p99_ms"), t.get("p50_ms")), 2)] if with_spread else [])
+            + [cell(s, target, "proxy_cpu_us_per_tx", 0)]) + " |")
+    r = s["ratios"]
+    out.append("")
+    out.append("CryoProxy/PgBouncer TPS: " + f_ratio(r.get("cryoproxy_over_pgbouncer_tps"),
+                                                     r.get("cryoproxy_over_pgbouncer_tps_range")))
+    out.append("")
+    return out
+
+
 def cache_section(folder, cache):
     """Ratios and the hit ratio (from the caching proxy's scrapes) of each cache scenario."""
     for key, s in cache.items():
@@ -300,8 +369,9 @@ def cache_section(folder, cache):
     return cache
 
 
-def markdown(meta, scenarios, scale, acq, targets, jwt, cache=None):
+def markdown(meta, scenarios, scale, acq, targets, jwt, cache=None, many=None, tls=None, targets_17=None):
     p = meta["params"]
+    sampled = f"{p.get('lat_sampling', 0.1) * 100:g} %"
     out = []
     out.append(f"## CryoProxy benchmark — {meta['started']}")
     out.append("")
@@ -324,12 +394,12 @@ def markdown(meta, scenarios, scale, acq, targets, jwt, cache=None):
         out.append(f"- note: {note}")
     out.append("")
     if scenarios:
-        out.append("### pgbench: TPS, average latency, ratios")
+        out.append("### pgbench: TPS, latency (average, p50/p99), ratios")
         out.append("")
         out.append("| scenario | direct tps | PgBouncer tps | CryoProxy tps | Cryo/PgB | Cryo/direct "
-                   "| direct ms | PgB ms | Cryo ms | PgB added µs | Cryo added µs "
-                   "| PgB CPU µs/tx | Cryo CPU µs/tx |")
-        out.append("|---|" + "---:|" * 12)
+                   "| direct ms | PgB ms | Cryo ms | direct p50/p99 ms | PgB p50/p99 ms | Cryo p50/p99 ms "
+                   "| PgB added µs | Cryo added µs | PgB CPU µs/tx | Cryo CPU µs/tx |")
+        out.append("|---|" + "---:|" * 15)
         for s in scenarios.values():
             r = s["ratios"]
             out.append("| " + " | ".join([
@@ -341,24 +411,23 @@ def markdown(meta, scenarios, scale, acq, targets, jwt, cache=None):
                 f_ratio(r.get("cryoproxy_over_direct_tps"), r.get("cryoproxy_over_direct_tps_range")),
                 cell(s, "direct", "latency_ms", 3), cell(s, "pgbouncer", "latency_ms", 3),
                 cell(s, "cryoproxy", "latency_ms", 3),
+                lat_cell(s, "direct"), lat_cell(s, "pgbouncer"), lat_cell(s, "cryoproxy"),
                 f_num(r.get("pgbouncer_added_latency_us")),
                 f_num(r.get("cryoproxy_added_latency_us")),
                 cell(s, "pgbouncer", "proxy_cpu_us_per_tx", 0),
                 cell(s, "cryoproxy", "proxy_cpu_us_per_tx", 0),
             ]) + " |")
         out.append("")
-        out.append("Added µs (1 client only) = average latency minus direct PostgreSQL's. CPU µs/tx = the proxy "
+        out.append("Added µs (1 client only) = average latency minus direct PostgreSQL's. p50/p99 ms: "
+                   f"pgbench logged a random {sampled} of the transactions (`-l --sampling-rate`); "
+                   "each run's quantiles of those, then the median over the repetitions, of p50 and "
+                   "of p99 apart. CPU µs/tx = the proxy "
                    "process's user+system CPU during the run divided by transactions (10 ms tick "
                    "resolution). `*` = some repetitions failed; FAIL = all did. Ratios are of medians; "
                    "in brackets the lowest and highest ratio within one repetition (the targets "
                    "run interleaved, so each repetition is a paired comparison).")
         out.append("")
-        failed = [(s["label"], t, v.get("error")) for s in scenarios.values()
-                  for t, v in s["targets"].items() if not v.get("ok") and not v.get("unsupported")]
-        for label, t, err in failed:
-            out.append(f"- FAILED: {label} via {t}: {err}")
-        if failed:
-            out.append("")
+        out.extend(failed_lines(scenarios))
     if scale:
         out.append(f"### Connection scale: {scale.get('idle_target')} idle clients through CryoProxy "
                    f"(pool {scale.get('pool_size')}) while {scale.get('active_clients')} pgbench "
@@ -467,6 +536,31 @@ def markdown(meta, scenarios, scale, acq, targets, jwt, cache=None):
                    "on/off ≥ 2 with a hit ratio ≥ 95 %; all misses on/off ≥ 0.95. Hit ratio from "
                    "the caching proxy's `cryoproxy_cache_requests_total` over the measured runs.")
         out.append("")
+    for s in (many or {}).values():
+        out.append(f"### Many active clients (issue #17): {s['label']}, pool {p['pool_size']}")
+        out.append("")
+        out.extend(proxies_table(s, True))
+        out.append(f"{s['clients']:,} pgbench clients share {p['pool_size']} server connections "
+                   "(the `bench` database of both proxies), so most of a transaction's latency is "
+                   "waiting for one; p99/p50 (of the medians) shows how evenly that wait is shared. "
+                   f"p50/p99 from a random {sampled} of the transactions, median over the "
+                   "repetitions; in brackets the lowest and highest paired TPS ratio. Direct "
+                   "PostgreSQL is not a target: its `max_connections` is far lower. Issue #17's "
+                   "target: CryoProxy's p99/p50 ≤ 1.2.")
+        out.append("")
+        out.extend(failed_lines({0: s}))
+    for s in (tls or {}).values():
+        out.append(f"### TLS (issue #17): {s['label']}")
+        out.append("")
+        out.extend(proxies_table(s, False))
+        out.append("Both proxies offer TLS to a client that asks (PgBouncer `client_tls_sslmode = "
+                   "allow`, CryoProxy `tls.client.mode: allow`) with the same self-signed EC P-256 "
+                   "certificate; these runs connect with `sslmode=require`, the server leg stays "
+                   "plain. Every other run of this report connects with `PGSSLMODE=disable`. "
+                   f"p50/p99 as above ({sampled} of the transactions). Issue #17's target: "
+                   "Cryo/PgB ≥ 1.25.")
+        out.append("")
+        out.extend(failed_lines({0: s}))
     if targets:
         out.append("### Issue #6 targets")
         out.append("")
@@ -475,6 +569,15 @@ def markdown(meta, scenarios, scale, acq, targets, jwt, cache=None):
         for t in targets:
             met = {True: "yes", False: "**no**", None: "—"}[t["met"]]
             out.append(f"| {t['n']} | {t['target']} | {t['measured']} | {met} |")
+        out.append("")
+    if targets_17:
+        out.append("### Issue #17 targets")
+        out.append("")
+        out.append("| target | measured | met |")
+        out.append("|---|---|---|")
+        for t in targets_17:
+            met = {True: "yes", False: "**no**", None: "—"}[t["met"]]
+            out.append(f"| {t['target']} | {t['measured']} | {met} |")
         out.append("")
     return "\n".join(out)
 
@@ -525,9 +628,78 @@ def evaluate_targets(meta, scenarios, scale, acq):
     return res
 
 
+def evaluate_targets_17(meta, scenarios, scale, many, tls):
+    """Issue #17's targets, in the order of the issue; a row without its data shows — and met —."""
+    p = meta["params"]
+    c, m = p["clients"], p.get("many_clients", 2000)
+    groups = {**scenarios, **many, **tls}
+    res = []
+
+    def r(key, name):
+        return groups.get(key, {}).get("ratios", {}).get(name)
+
+    def target_value(key, target, name):
+        return groups.get(key, {}).get("targets", {}).get(target, {}).get(name)
+
+    def add(target, value, met, text=None):
+        res.append({"target": target, "value": value,
+                    "met": None if value is None else met,
+                    "measured": "—" if value is None else (text or f"{value:.2f}×")})
+
+    def add_ratio(target, key, name, bound):
+        v = r(key, name)
+        add(target, v, v is not None and v >= bound,
+            None if v is None else f_ratio(v, r(key, name + "_range")))
+
+    add_ratio(f"-S -M simple -c {c}: Cryo/PgB ≥ 1.25",
+              f"select_simple_c{c}", "cryoproxy_over_pgbouncer_tps", 1.25)
+    add_ratio(f"-S -M extended -c {c}: Cryo/PgB ≥ 1.15",
+              f"select_extended_c{c}", "cryoproxy_over_pgbouncer_tps", 1.15)
+    add_ratio(f"-S -M prepared -c {c}: Cryo/direct ≥ 0.85",
+              f"select_prepared_c{c}", "cryoproxy_over_direct_tps", 0.85)
+    a_c = r("select_simple_c1", "cryoproxy_added_latency_us")
+    a_p = r("select_simple_c1", "pgbouncer_added_latency_us")
+    # no ratio when PgBouncer added nothing measurable (noise can make it zero or negative)
+    v = a_c / a_p if a_c is not None and a_p is not None and a_p > 0 else None
+    add("-S -c 1 added latency: Cryo added / PgB added ≤ 0.8", v, v is not None and v <= 0.8,
+        None if v is None else f"{a_c:.0f} µs vs {a_p:.0f} µs ({v:.2f}×)")
+    add_ratio("-S -C -c 8: Cryo/PgB ≥ 1.1", "connect_c8", "cryoproxy_over_pgbouncer_tps", 1.1)
+    add_ratio(f"TPC-B -c {c}: Cryo/PgB ≥ 1.1", f"tpcb_c{c}", "cryoproxy_over_pgbouncer_tps", 1.1)
+    key = f"select_simple_c{c}"
+    v = r(key, "cryoproxy_over_pgbouncer_p99")
+    add(f"p99 -S -c {c}: Cryo p99 / PgB p99 ≤ 1.0", v, v is not None and v <= 1.0,
+        None if v is None else f"{v:.2f}× ({target_value(key, 'cryoproxy', 'p99_ms'):.2f} ms vs "
+                               f"{target_value(key, 'pgbouncer', 'p99_ms'):.2f} ms)")
+    if scale and scale.get("hwm_kb") is not None and scale.get("latency_change_pct") is not None:
+        # the same peak RSS as issue #6's row 6
+        rss = max(scale.get("hwm_kb") or 0, scale.get("rss_with_kb") or 0) / 1024
+        pct = scale["latency_change_pct"]
+        add(f"{scale['idle_target']:,} idle clients + {scale.get('active_clients', '?')} active: "
+            "peak RSS ≤ 512 MiB, active latency within 10 %",
+            rss, rss <= 512 and pct <= 10 and (scale.get("idle_status") or {}).get("failed", 1) == 0,
+            f"peak RSS {rss:,.0f} MiB, latency {pct:+.1f} %")
+    else:
+        add(f"{p['idle_clients']:,} idle clients + {p.get('scale_active', c)} active: "
+            "peak RSS ≤ 512 MiB, active latency within 10 %", None, False)
+    key = f"many_c{m}"
+    spread = {t: ratio(target_value(key, t, "p99_ms"), target_value(key, t, "p50_ms"))
+              for t in ("cryoproxy", "pgbouncer")}
+    v = spread["cryoproxy"]
+    add(f"{m:,} active clients, pool {p['pool_size']}: Cryo p99/p50 ≤ 1.2", v, v is not None and v <= 1.2,
+        None if v is None else
+        f"{v:.2f} (p50 {target_value(key, 'cryoproxy', 'p50_ms'):.2f} ms, p99 "
+        f"{target_value(key, 'cryoproxy', 'p99_ms'):.2f} ms); PgBouncer {f_num(spread['pgbouncer'], 2)}")
+    add_ratio(f"TLS client leg -S -c {c}: Cryo/PgB ≥ 1.25",
+              f"tls_c{c}", "cryoproxy_over_pgbouncer_tps", 1.25)
+    return res
+
+
 def main():
     if sys.argv[1] == "merge":
         sys.exit(merge(sys.argv[2], sys.argv[3:]))
+    if sys.argv[1] == "latency":
+        print(json.dumps(latency(sys.argv[2]), separators=(",", ":")))
+        return
     folder, json_path = sys.argv[1], sys.argv[2]
     meta = json.load(open(os.path.join(folder, "meta.json")))
     runs = load_runs(folder, meta.get("clk_tck", 100))
@@ -541,6 +713,9 @@ def main():
     jwt = {k: scenarios.pop(k) for k in list(scenarios) if k.startswith("jwt_")}
     cache = cache_section(folder, {k: scenarios.pop(k) for k in list(scenarios)
                                    if k.startswith("cache_")})
+    # issue #17's parts through the two proxies only: their own tables
+    many = {k: scenarios.pop(k) for k in list(scenarios) if k.startswith("many_")}
+    tls = {k: scenarios.pop(k) for k in list(scenarios) if k.startswith("tls_")}
     for s in jwt.values():
         tg = s["targets"]
         s["jwt_over_password"] = ratio(tg.get("jwt", {}).get("tps"),
@@ -570,12 +745,15 @@ def main():
         a["pgbench"] = {k: t.get(k) for k in ("tps", "latency_ms", "ok", "error")}
     # issue #6's targets need its parts; a jwt-only run has none of them
     targets = evaluate_targets(meta, scenarios, scale, acq) if scenarios or scale or acq else []
+    targets_17 = (evaluate_targets_17(meta, scenarios, scale, many, tls)
+                  if scenarios or scale or many or tls else [])
     report = {"meta": meta, "scenarios": scenarios, "connection_scale": scale,
-              "acquisition": acq, "targets": targets, "jwt": jwt, "cache": cache}
+              "acquisition": acq, "targets": targets, "jwt": jwt, "cache": cache,
+              "many": many, "tls": tls, "targets_17": targets_17}
     os.makedirs(os.path.dirname(os.path.abspath(json_path)), exist_ok=True)
     with open(json_path, "w") as f:
         json.dump(report, f, indent=2, ensure_ascii=False)
-    print(markdown(meta, scenarios, scale, acq, targets, jwt, cache))
+    print(markdown(meta, scenarios, scale, acq, targets, jwt, cache, many, tls, targets_17))
 
 
 if __name__ == "__main__":
