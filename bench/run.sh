@@ -701,6 +701,19 @@ if has_part acquire; then
   ACQ_RUNS+="]"
 fi
 
+# One scenario through TARGETS, interleaved per repetition, one warm-up per target (at least 1 s:
+# it may be the first run through a pool) before the first: key label clients "targets" args...
+interleaved() {
+  local key=$1 label=$2 clients=$3 targets=$4 rep target
+  shift 4
+  for ((rep = 1; rep <= REPS; rep++)); do
+    for target in $targets; do
+      ((rep > 1)) || warmup $((WARMUP > 0 ? WARMUP : 1)) "$target" bench "$clients" "$@"
+      measure "$key" "$label" "$target" bench "$clients" "$rep" "$@"
+    done
+  done
+}
+
 if has_part jwt; then
   # Issue #14: -S through a JWT login within 10 % of the same through a password login, same
   # pool. One token: its claims stay applied on the server connections. JWT_PROCS tokens of
@@ -712,13 +725,7 @@ if has_part jwt; then
     "jwt_subjects_c$JWT_SPLIT_CLIENTS|-S, $JWT_SPLIT_CLIENTS clients, $JWT_PROCS subjects|$JWT_SPLIT_CLIENTS|$JWT_PROCS"; do
     IFS='|' read -r key label clients PROCS <<<"$j"
     log "$label"
-    for ((rep = 1; rep <= REPS; rep++)); do
-      for target in password jwt; do
-        # at least 1 s: the first one opens service_read's pool
-        ((rep > 1)) || warmup $((WARMUP > 0 ? WARMUP : 1)) "$target" bench "$clients" -S -M simple
-        measure "$key" "$label" "$target" bench "$clients" "$rep" -S -M simple
-      done
-    done
+    interleaved "$key" "$label" "$clients" "password jwt" -S -M simple
   done
   PROCS=1
 fi
@@ -768,13 +775,7 @@ if has_part many; then
   # against direct PostgreSQL: its max_connections is far below that many clients.
   key=many_c$MANY_CLIENTS label="-S -M simple, $MANY_CLIENTS clients"
   log "many: $label through PgBouncer and CryoProxy (pool $POOL_SIZE)"
-  for ((rep = 1; rep <= REPS; rep++)); do
-    for target in pgbouncer cryoproxy; do
-      # at least 1 s, even with --quick: the first login of that many clients is not measured
-      ((rep > 1)) || warmup $((WARMUP > 0 ? WARMUP : 1)) "$target" bench "$MANY_CLIENTS" -S -M simple
-      measure "$key" "$label" "$target" bench "$MANY_CLIENTS" "$rep" -S -M simple
-    done
-  done
+  interleaved "$key" "$label" "$MANY_CLIENTS" "pgbouncer cryoproxy" -S -M simple
 fi
 
 if has_part tls; then
@@ -784,13 +785,7 @@ if has_part tls; then
   key=tls_c$CLIENTS label="-S -M simple, $CLIENTS clients, TLS client leg"
   log "tls: $label"
   SSLMODE=require
-  for ((rep = 1; rep <= REPS; rep++)); do
-    for target in pgbouncer cryoproxy; do
-      # at least 1 s: with --parts tls alone this is the first run through the proxies
-      ((rep > 1)) || warmup $((WARMUP > 0 ? WARMUP : 1)) "$target" bench "$CLIENTS" -S -M simple
-      measure "$key" "$label" "$target" bench "$CLIENTS" "$rep" -S -M simple
-    done
-  done
+  interleaved "$key" "$label" "$CLIENTS" "pgbouncer cryoproxy" -S -M simple
   SSLMODE=disable
 fi
 

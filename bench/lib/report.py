@@ -561,25 +561,22 @@ def markdown(meta, scenarios, scale, acq, targets, jwt, cache=None, many=None, t
                    "Cryo/PgB ≥ 1.25.")
         out.append("")
         out.extend(failed_lines({0: s}))
-    if targets:
-        out.append("### Issue #6 targets")
-        out.append("")
-        out.append("| # | target | measured | met |")
-        out.append("|---|---|---|---|")
-        for t in targets:
-            met = {True: "yes", False: "**no**", None: "—"}[t["met"]]
-            out.append(f"| {t['n']} | {t['target']} | {t['measured']} | {met} |")
-        out.append("")
-    if targets_17:
-        out.append("### Issue #17 targets")
-        out.append("")
-        out.append("| target | measured | met |")
-        out.append("|---|---|---|")
-        for t in targets_17:
-            met = {True: "yes", False: "**no**", None: "—"}[t["met"]]
-            out.append(f"| {t['target']} | {t['measured']} | {met} |")
-        out.append("")
+    out.extend(targets_table("Issue #6 targets", targets, True))
+    out.extend(targets_table("Issue #17 targets", targets_17, False))
     return "\n".join(out)
+
+
+def targets_table(title, rows, numbered):
+    """A targets table (nothing without rows): target, measured, met, numbered or not."""
+    if not rows:
+        return []
+    out = [f"### {title}", "", ("| # " if numbered else "") + "| target | measured | met |",
+           ("|---" if numbered else "") + "|---|---|---|"]
+    for t in rows:
+        met = {True: "yes", False: "**no**", None: "—"}[t["met"]]
+        out.append((f"| {t['n']} " if numbered else "") + f"| {t['target']} | {t['measured']} | {met} |")
+    out.append("")
+    return out
 
 
 def evaluate_targets(meta, scenarios, scale, acq):
